@@ -1,0 +1,28 @@
+//! Database migrations for Nightshift: one file per migration, never edited once released.
+//!
+//! The same schema serves SQLite and PostgreSQL. Every time is stored as milliseconds since the
+//! Unix epoch in a `BIGINT`, so ordering and comparisons behave the same on both databases.
+pub use sea_orm_migration::prelude::*;
+
+mod m20261129_000001_create_jobs;
+
+/// Applies every Nightshift migration in order.
+///
+/// ```no_run
+/// # async fn demo(db: &sea_orm_migration::sea_orm::DatabaseConnection) -> Result<(), sea_orm_migration::DbErr> {
+/// use migration::{Migrator, MigratorTrait};
+/// Migrator::up(db, None).await?;
+/// # Ok(()) }
+/// ```
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261129_000001_create_jobs::Migration)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "nightshift_migrations".into_iden()
+    }
+}

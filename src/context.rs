@@ -1,0 +1,213 @@
+//! What a running handler gets: its job's identity, a way to report (log, progress, results),
+//! and the signal that it should stop.
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::now_ms;
+use crate::runtime::completer::WriteOp;
+
+/// The longest log line kept; a longer one is cut and marked.
+pub const MAX_LOG_LINE: usize = 8 * 1024;
+const TRUNCATED: &str = "…[truncated]";
+
+/// One cell of a result row: a value, and an error if that value is wrong. Any error cell makes
+/// the job end in `exception`.
+///
+/// ```
+/// use nightshift::ResultCell;
+/// let row = vec![ResultCell::ok("SKU-1"), ResultCell::error("-3", "price must be positive")];
+/// assert!(row[1].error.is_some());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultCell {
+    /// What the cell shows.
+    pub value: String,
+    /// What is wrong with it, if anything.
+    pub error: Option<String>,
+}
+
+impl ResultCell {
+    /// A cell without error.
+    pub fn ok(value: impl Into<String>) -> Self {
+        ResultCell {
+            value: value.into(),
+            error: None,
+        }
+    }
+
+    /// A cell marked with an error.
+    pub fn error(value: impl Into<String>, error: impl Into<String>) -> Self {
+        ResultCell {
+            value: value.into(),
+            error: Some(error.into()),
+        }
+    }
+}
+
+/// The runtime stopped taking reports (it is shutting down and has flushed).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the worker is no longer accepting reports for this job")]
+pub struct ReportClosed;
+
+/// Handed to every handler call. Cheap to clone; clones report for the same job.
+///
+/// Reports are buffered and written in batches (about every 100 ms), so a chatty handler cannot
+/// flood the database; everything reported before the handler returns is stored before the job
+/// is marked finished.
+///
+/// ```no_run
+/// # use nightshift::JobContext;
+/// async fn work(_args: (), ctx: JobContext) -> anyhow::Result<()> {
+///     for i in 1..=10 {
+///         if ctx.is_cancelled() {
+///             ctx.log("stopping early").await?;
+///             return Ok(());
+///         }
+///         ctx.set_progress(i * 10).await?;
+///     }
+///     Ok(())
+/// }
+/// ```
+#[derive(Clone)]
+pub struct JobContext {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    job_id: i64,
+    attempt: u32,
+    token: CancellationToken,
+    tx: mpsc::Sender<WriteOp>,
+    redacted_args: Value,
+}
+
+impl JobContext {
+    pub(crate) fn new(
+        job_id: i64,
+        attempt: u32,
+        token: CancellationToken,
+        tx: mpsc::Sender<WriteOp>,
+        redacted_args: Value,
+    ) -> Self {
+        JobContext {
+            inner: Arc::new(Inner {
+                job_id,
+                attempt,
+                token,
+                tx,
+                redacted_args,
+            }),
+        }
+    }
+
+    /// The job's id.
+    pub fn job_id(&self) -> i64 {
+        self.inner.job_id
+    }
+
+    /// Which attempt this is, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.inner.attempt
+    }
+
+    /// The arguments with secret fields masked: safe to log.
+    pub fn redacted_args(&self) -> &Value {
+        &self.inner.redacted_args
+    }
+
+    /// Appends a line to the job's log (cut at 8 KiB).
+    pub async fn log(&self, line: impl Into<String>) -> Result<(), ReportClosed> {
+        let line = truncate(line.into(), MAX_LOG_LINE);
+        self.send(WriteOp::Log {
+            job_id: self.inner.job_id,
+            at: now_ms(),
+            line,
+        })
+        .await
+    }
+
+    /// Sets the progress bar, 0 to 100 (values outside are clamped).
+    pub async fn set_progress(&self, percent: impl Into<i64>) -> Result<(), ReportClosed> {
+        let progress = percent.into().clamp(0, 100) as i32;
+        self.send(WriteOp::Progress {
+            job_id: self.inner.job_id,
+            progress: Some(progress),
+            text: None,
+        })
+        .await
+    }
+
+    /// Sets the short status line shown under the progress bar.
+    pub async fn set_progress_text(&self, text: impl Into<String>) -> Result<(), ReportClosed> {
+        self.send(WriteOp::Progress {
+            job_id: self.inner.job_id,
+            progress: None,
+            text: Some(truncate(text.into(), 1024)),
+        })
+        .await
+    }
+
+    /// Adds a row to the job's results table. A row with an error cell makes the job end in
+    /// `exception` once the handler returns.
+    pub async fn add_result_row(&self, cells: Vec<ResultCell>) -> Result<(), ReportClosed> {
+        let cells = cells
+            .into_iter()
+            .map(|c| ResultCell {
+                value: truncate(c.value, MAX_LOG_LINE),
+                error: c.error.map(|e| truncate(e, MAX_LOG_LINE)),
+            })
+            .collect();
+        self.send(WriteOp::Result {
+            job_id: self.inner.job_id,
+            cells,
+        })
+        .await
+    }
+
+    /// Whether the handler has been asked to stop (abort, timeout or shutdown).
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.token.is_cancelled()
+    }
+
+    /// Completes when the handler is asked to stop; select on it around long awaits.
+    pub async fn cancelled(&self) {
+        self.inner.token.cancelled().await
+    }
+
+    async fn send(&self, op: WriteOp) -> Result<(), ReportClosed> {
+        // A bounded channel: a handler that reports faster than the database takes it waits here.
+        self.inner.tx.send(op).await.map_err(|_| ReportClosed)
+    }
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary, marking the cut.
+pub(crate) fn truncate(mut s: String, max: usize) -> String {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max.saturating_sub(TRUNCATED.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s.push_str(TRUNCATED);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncates_on_char_boundary() {
+        let s = "é".repeat(10_000);
+        let t = truncate(s, MAX_LOG_LINE);
+        assert!(t.len() <= MAX_LOG_LINE);
+        assert!(t.ends_with(TRUNCATED));
+        assert_eq!(truncate("short".into(), 10), "short");
+    }
+}

@@ -1,0 +1,54 @@
+//! The library's error type: what can go wrong when a Rust app or the admin talks to Nightshift.
+use crate::state::JobStatus;
+
+/// Everything the public API can fail with.
+///
+/// ```
+/// # use nightshift::Error;
+/// let err = Error::NotFound(7);
+/// assert_eq!(err.to_string(), "job 7 not found");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No job kind with that name is registered on this worker.
+    #[error("unknown job kind {0:?}")]
+    UnknownKind(String),
+    /// A kind with that name is already registered.
+    #[error("job kind {0:?} is already registered")]
+    DuplicateKind(String),
+    /// The arguments do not fit the kind's argument type. `field` names the offending field when
+    /// it is known.
+    #[error("{}", match field { Some(f) => format!("{f}: {message}"), None => message.clone() })]
+    InvalidArgs {
+        /// The field (a JSON path such as `subject` or `items[2].sku`), when known.
+        field: Option<String>,
+        /// What is wrong, for a person.
+        message: String,
+    },
+    /// A schedule time was given for a kind that is not schedulable.
+    #[error("job kind {0:?} is not schedulable")]
+    NotSchedulable(String),
+    /// No job with that id.
+    #[error("job {0} not found")]
+    NotFound(i64),
+    /// The job's state does not allow the action (e.g. cancelling a running job).
+    #[error("job {id} is {status}: cannot {action} it")]
+    InvalidState {
+        /// The job.
+        id: i64,
+        /// Its state when the action was refused.
+        status: JobStatus,
+        /// What was refused: `cancel`, `abort`, `update`.
+        action: &'static str,
+    },
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    /// A row in the database could not be read (corrupt or written by a newer version).
+    #[error("corrupt job data: {0}")]
+    Corrupt(String),
+}
+
+/// `Result` with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,335 @@
+//! Job kinds: a name, typed arguments, an async handler, and how to run it (attempts, backoff,
+//! timeout, schedulability).
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::context::JobContext;
+use crate::error::Error;
+
+/// What a secret argument is shown as, everywhere, once stored.
+pub const SECRET_MASK: &str = "••••••";
+
+/// Why a handler did not succeed: its arguments could not be read (never retried), or it failed.
+pub(crate) enum HandlerError {
+    BadArgs(String),
+    Failed(anyhow::Error),
+}
+
+type ErasedHandler =
+    Arc<dyn Fn(Value, JobContext) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync>;
+type ErasedValidator = Arc<dyn Fn(&Value) -> Result<(), Error> + Send + Sync>;
+
+/// Exponential backoff with jitter between failed attempts: `base · 2^(n-1)`, capped at `max`,
+/// plus up to `jitter` of itself at random so that many failing jobs do not retry in lockstep.
+///
+/// ```
+/// use std::time::Duration;
+/// use nightshift::Backoff;
+/// let b = Backoff::exponential(Duration::from_secs(1), Duration::from_secs(60)).jitter(0.0);
+/// assert_eq!(b.delay(1), Duration::from_secs(1));
+/// assert_eq!(b.delay(3), Duration::from_secs(4));
+/// assert_eq!(b.delay(30), Duration::from_secs(60));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    base: Duration,
+    max: Duration,
+    jitter: f64,
+}
+
+impl Backoff {
+    /// `base` after the first failure, doubling up to `max`; 25 % jitter.
+    pub fn exponential(base: Duration, max: Duration) -> Self {
+        Backoff {
+            base,
+            max: max.max(base),
+            jitter: 0.25,
+        }
+    }
+
+    /// The share of each delay added at random (0.0 to 1.0).
+    pub fn jitter(mut self, jitter: f64) -> Self {
+        self.jitter = jitter.clamp(0.0, 1.0);
+        self
+    }
+
+    /// The wait after failed attempt number `attempt` (1-based).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(1).min(31);
+        let raw = self.base.saturating_mul(1u32 << exp).min(self.max);
+        let extra = raw.mul_f64(self.jitter * fastrand::f64());
+        raw + extra
+    }
+}
+
+impl Default for Backoff {
+    /// 10 s, doubling to at most 1 h.
+    fn default() -> Self {
+        Backoff::exponential(Duration::from_secs(10), Duration::from_secs(3600))
+    }
+}
+
+/// A kind of job: register it on a [`crate::Worker`], then enqueue jobs of it by name.
+///
+/// The argument type is any `serde` type that also derives `schemars::JsonSchema`; the admin
+/// builds the kind's form from its schema. Mark a secret field with
+/// `#[schemars(extend("writeOnly" = true))]`: it is stored, passed to the handler, and shown as
+/// `••••••` everywhere else.
+///
+/// ```
+/// use nightshift::{JobContext, JobKind};
+/// use schemars::JsonSchema;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize, JsonSchema)]
+/// struct Resize { url: String, #[schemars(extend("writeOnly" = true))] token: String }
+///
+/// async fn resize(args: Resize, ctx: JobContext) -> anyhow::Result<()> {
+///     ctx.log(format!("resizing {}", args.url)).await?;
+///     Ok(())
+/// }
+///
+/// let kind = JobKind::new("Resize Image", resize).group("Media").max_attempts(3);
+/// assert_eq!(kind.name(), "Resize Image");
+/// ```
+#[derive(Clone)]
+pub struct JobKind {
+    pub(crate) name: String,
+    pub(crate) group: String,
+    pub(crate) queue: String,
+    pub(crate) schedulable: bool,
+    pub(crate) max_attempts: u32,
+    pub(crate) backoff: Backoff,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) schema: Arc<Value>,
+    pub(crate) secrets: Arc<BTreeSet<String>>,
+    pub(crate) handler: ErasedHandler,
+    validator: ErasedValidator,
+}
+
+impl std::fmt::Debug for JobKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobKind")
+            .field("name", &self.name)
+            .field("group", &self.group)
+            .field("queue", &self.queue)
+            .field("schedulable", &self.schedulable)
+            .field("max_attempts", &self.max_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JobKind {
+    /// A kind named `name` whose jobs run `handler`. Defaults: group "Jobs", queue "default",
+    /// not schedulable, one attempt (retries are opt-in: most jobs are not idempotent), default
+    /// [`Backoff`], no timeout.
+    pub fn new<A, F, Fut>(name: impl Into<String>, handler: F) -> Self
+    where
+        A: DeserializeOwned + JsonSchema + Send + 'static,
+        F: Fn(A, JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let erased: ErasedHandler = Arc::new(move |args: Value, ctx: JobContext| {
+            let handler = handler.clone();
+            async move {
+                let args: A = parse_args(args).map_err(|e| HandlerError::BadArgs(e.to_string()))?;
+                handler(args, ctx).await.map_err(HandlerError::Failed)
+            }
+            .boxed()
+        });
+        let schema = serde_json::to_value(schemars::schema_for!(A)).unwrap_or(Value::Null);
+        let secrets = secret_fields(&schema);
+        JobKind {
+            name: name.into(),
+            group: "Jobs".into(),
+            queue: "default".into(),
+            schedulable: false,
+            max_attempts: 1,
+            backoff: Backoff::default(),
+            timeout: None,
+            schema: Arc::new(schema),
+            secrets: Arc::new(secrets),
+            handler: erased,
+            validator: Arc::new(|v| parse_args::<A>(v.clone()).map(|_| ())),
+        }
+    }
+
+    /// The group the admin lists this kind under.
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = group.into();
+        self
+    }
+
+    /// The queue its jobs go to.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = queue.into();
+        self
+    }
+
+    /// Jobs of this kind may be given a time to run at (the admin shows a Schedule Time input).
+    pub fn schedulable(mut self) -> Self {
+        self.schedulable = true;
+        self
+    }
+
+    /// How many times a job is tried in all (at least 1).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n.max(1);
+        self
+    }
+
+    /// The wait between failed attempts.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// An attempt running longer than this is stopped and counts as failed.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The kind's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The kind's group.
+    pub fn group_name(&self) -> &str {
+        &self.group
+    }
+
+    /// Whether jobs of this kind may be scheduled.
+    pub fn is_schedulable(&self) -> bool {
+        self.schedulable
+    }
+
+    /// The JSON schema of the argument type.
+    pub fn schema(&self) -> &Value {
+        &self.schema
+    }
+
+    /// The names of the argument fields that are secret.
+    pub fn secret_fields(&self) -> impl Iterator<Item = &str> {
+        self.secrets.iter().map(String::as_str)
+    }
+
+    /// Checks arguments against the argument type without running anything.
+    pub fn validate(&self, args: &Value) -> Result<(), Error> {
+        (self.validator)(args)
+    }
+
+    /// The arguments with every secret field replaced by [`SECRET_MASK`].
+    pub fn redact(&self, args: &Value) -> Value {
+        redact_with(&self.secrets, args)
+    }
+}
+
+pub(crate) fn redact_with(secrets: &BTreeSet<String>, args: &Value) -> Value {
+    let mut out = args.clone();
+    if let Value::Object(map) = &mut out {
+        for (key, value) in map.iter_mut() {
+            if secrets.contains(key) && !value.is_null() {
+                *value = Value::String(SECRET_MASK.into());
+            }
+        }
+    }
+    out
+}
+
+fn parse_args<A: DeserializeOwned>(args: Value) -> Result<A, Error> {
+    serde_path_to_error::deserialize(args).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        // A missing field is reported at the parent; name the field itself.
+        let field = match missing_field(&message) {
+            Some(name) if path == "." => Some(name.to_owned()),
+            Some(name) => Some(format!("{path}.{name}")),
+            None if path == "." => None,
+            None => Some(path),
+        };
+        Error::InvalidArgs { field, message }
+    })
+}
+
+fn missing_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("missing field `")?;
+    rest.split('`').next()
+}
+
+/// Top-level properties marked `writeOnly` or `format: password`.
+fn secret_fields(schema: &Value) -> BTreeSet<String> {
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return BTreeSet::new();
+    };
+    props
+        .iter()
+        .filter(|(_, p)| {
+            p.get("writeOnly").and_then(Value::as_bool) == Some(true)
+                || p.get("format").and_then(Value::as_str) == Some("password")
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Deserialize, JsonSchema)]
+    #[allow(dead_code)]
+    struct Args {
+        subject: String,
+        count: u32,
+        #[schemars(extend("writeOnly" = true))]
+        password: String,
+    }
+
+    async fn noop(_: Args, _: JobContext) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let kind = JobKind::new("t", noop);
+        let err = kind
+            .validate(&serde_json::json!({"subject": "s", "password": "p"}))
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidArgs { field: Some(ref f), .. } if f == "count"));
+        let err = kind
+            .validate(&serde_json::json!({"subject": 1, "count": 1, "password": "p"}))
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidArgs { field: Some(ref f), .. } if f == "subject"));
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        let kind = JobKind::new("t", noop);
+        let shown = kind.redact(&serde_json::json!({"subject": "s", "password": "hunter2"}));
+        assert_eq!(shown["password"], SECRET_MASK);
+        assert_eq!(shown["subject"], "s");
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let b = Backoff::exponential(Duration::from_millis(100), Duration::from_secs(1));
+        for n in 1..40 {
+            let d = b.delay(n);
+            assert!(
+                d >= Duration::from_millis(100) && d <= Duration::from_millis(1250),
+                "{d:?}"
+            );
+        }
+    }
+}

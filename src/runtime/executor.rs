@@ -1,0 +1,236 @@
+//! The executor: runs one claimed job and turns how it ended into a completion.
+//!
+//! The handler runs in a task of its own, so a panic is caught as a `JoinError` and never takes
+//! the worker down, and a handler that ignores its stop signal can still be stopped by force.
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::task::{JoinError, JoinHandle};
+
+use super::Shared;
+use super::completer::WriteOp;
+use super::registry::{StopReason, StopSignal};
+use crate::clock::{now_ms, to_datetime};
+use crate::context::{JobContext, truncate};
+use crate::entity::job;
+use crate::kind::{HandlerError, JobKind};
+use crate::state::JobStatus;
+use crate::store::Completion;
+
+/// The longest error text kept.
+pub const MAX_ERROR: usize = 16 * 1024;
+
+/// How the handler's task ended.
+enum Ended {
+    /// It returned (or panicked) by itself.
+    Returned(Result<Result<(), HandlerError>, JoinError>),
+    /// It did not stop within the grace period and was stopped by force.
+    Forced,
+}
+
+pub(crate) async fn run(shared: Arc<Shared>, job: job::Model, permit: OwnedSemaphorePermit) {
+    let completion = execute(&shared, &job).await;
+    if shared
+        .writer
+        .send(WriteOp::Complete(completion))
+        .await
+        .is_err()
+    {
+        tracing::error!(job_id = job.id, "completer gone; the job will be rescued");
+    }
+    shared.registry.remove(job.id);
+    drop(permit);
+    shared.wake.notify_one();
+}
+
+async fn execute(shared: &Shared, job: &job::Model) -> Completion {
+    let attempt = job.attempt.max(1) as u32;
+    let Some(kind) = shared.kind(&job.kind) else {
+        return bad_args(
+            shared,
+            job,
+            format!("no handler registered for {:?}", job.kind),
+        );
+    };
+    let args: Value = match serde_json::from_str(&job.args) {
+        Ok(v) => v,
+        Err(e) => return bad_args(shared, job, format!("arguments are not valid JSON: {e}")),
+    };
+    let signal = shared.registry.register(job.id);
+    let ctx = JobContext::new(
+        job.id,
+        attempt,
+        signal.token.clone(),
+        shared.writer.clone(),
+        kind.redact(&args),
+    );
+    let mut handle = tokio::spawn((kind.handler)(args, ctx));
+    let timeout = async {
+        match kind.timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let grace = shared.config.grace_period;
+    let ended = tokio::select! {
+        res = &mut handle => Ended::Returned(res),
+        _ = signal.token.cancelled() => stop_within(&mut handle, grace).await,
+        _ = timeout => {
+            signal.stop(StopReason::Timeout);
+            stop_within(&mut handle, grace).await
+        }
+    };
+    decide(shared, job, &kind, &signal, ended).await
+}
+
+/// Gives a handler that was told to stop `grace` to return, then aborts its task.
+async fn stop_within(handle: &mut JoinHandle<Result<(), HandlerError>>, grace: Duration) -> Ended {
+    match tokio::time::timeout(grace, &mut *handle).await {
+        Ok(res) => Ended::Returned(res),
+        Err(_) => {
+            // Takes effect at the handler's next await; a handler blocking its thread cannot be
+            // stopped from here, but its job is finished for us all the same.
+            handle.abort();
+            Ended::Forced
+        }
+    }
+}
+
+async fn decide(
+    shared: &Shared,
+    job: &job::Model,
+    kind: &JobKind,
+    signal: &StopSignal,
+    ended: Ended,
+) -> Completion {
+    let forced = matches!(ended, Ended::Forced);
+    match signal.reason() {
+        Some(StopReason::Abort { by, at }) => {
+            let how = if forced {
+                format!(
+                    "; it did not stop within {:?} and was stopped by force",
+                    shared.config.grace_period
+                )
+            } else {
+                String::new()
+            };
+            log(
+                shared,
+                job.id,
+                format!("Aborted by {by} at {}{how}", to_datetime(at).to_rfc3339()),
+            )
+            .await;
+            completion(shared, job, JobStatus::Killed, None, "killed")
+        }
+        Some(StopReason::Shutdown) => {
+            log(
+                shared,
+                job.id,
+                "Interrupted by a worker shutdown; the job goes back to the queue",
+            )
+            .await;
+            let mut c = completion(shared, job, JobStatus::New, None, "interrupted");
+            c.run_at = Some(now_ms());
+            c.refund_attempt = true;
+            c
+        }
+        Some(StopReason::Timeout) => {
+            let timeout = kind.timeout.unwrap_or_default();
+            let msg = if forced {
+                format!("timed out after {timeout:?} and was stopped by force")
+            } else {
+                format!("timed out after {timeout:?}")
+            };
+            failure(shared, job, kind, msg, "timeout")
+        }
+        None => match ended {
+            Ended::Returned(Ok(Ok(()))) => completion(shared, job, JobStatus::Done, None, "done"),
+            Ended::Returned(Ok(Err(HandlerError::BadArgs(msg)))) => {
+                bad_args(shared, job, format!("bad arguments: {msg}"))
+            }
+            Ended::Returned(Ok(Err(HandlerError::Failed(e)))) => {
+                failure(shared, job, kind, format!("{e:#}"), "error")
+            }
+            Ended::Returned(Err(join)) => {
+                let msg = match join.try_into_panic() {
+                    Ok(payload) => format!("panicked: {}", panic_message(payload.as_ref())),
+                    Err(e) => format!("the handler's task was cancelled: {e}"),
+                };
+                failure(shared, job, kind, msg, "panic")
+            }
+            // Forced only follows a stop, which always has a reason.
+            Ended::Forced => failure(shared, job, kind, "stopped".into(), "error"),
+        },
+    }
+}
+
+/// A failed attempt: retried after the backoff if attempts are left, else `exception`.
+fn failure(
+    shared: &Shared,
+    job: &job::Model,
+    kind: &JobKind,
+    msg: String,
+    outcome: &'static str,
+) -> Completion {
+    let msg = truncate(msg, MAX_ERROR);
+    if job.attempt < job.max_attempts {
+        let delay = kind.backoff.delay(job.attempt.max(1) as u32);
+        let mut c = completion(shared, job, JobStatus::Scheduled, Some(msg), outcome);
+        c.run_at = Some(now_ms() + delay.as_millis() as i64);
+        c
+    } else {
+        completion(shared, job, JobStatus::Exception, Some(msg), outcome)
+    }
+}
+
+fn bad_args(shared: &Shared, job: &job::Model, msg: String) -> Completion {
+    completion(
+        shared,
+        job,
+        JobStatus::Exception,
+        Some(truncate(msg, MAX_ERROR)),
+        "bad_args",
+    )
+}
+
+fn completion(
+    shared: &Shared,
+    job: &job::Model,
+    status: JobStatus,
+    error: Option<String>,
+    outcome: &'static str,
+) -> Completion {
+    Completion {
+        job_id: job.id,
+        attempt: job.attempt,
+        node: shared.node.id.clone(),
+        status,
+        error,
+        run_at: None,
+        outcome,
+        refund_attempt: false,
+    }
+}
+
+async fn log(shared: &Shared, job_id: i64, line: impl Into<String>) {
+    let _ = shared
+        .writer
+        .send(WriteOp::Log {
+            job_id,
+            at: now_ms(),
+            line: line.into(),
+        })
+        .await;
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-string panic payload".to_owned()
+    }
+}

@@ -1,0 +1,117 @@
+//! The runtime: a few small tasks with one job each, stopped together by one shutdown signal.
+//!
+//! - [`scheduler`] sleeps until the next job is due (or it is woken), then claims due jobs in a
+//!   batch, as many as there are free slots;
+//! - [`executor`] runs one claimed job: its handler in its own task, with timeout, abort and
+//!   panic handling, and turns the outcome into a completion;
+//! - [`completer`] writes reports (log lines, progress, result rows) and completions in batched
+//!   transactions, then publishes them as events;
+//! - [`maintenance`] keeps this node's heartbeat, passes on aborts asked on other nodes, and
+//!   rescues jobs whose worker died.
+pub(crate) mod completer;
+pub(crate) mod executor;
+pub(crate) mod maintenance;
+pub(crate) mod registry;
+pub(crate) mod scheduler;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::entity::node;
+use crate::events::Events;
+use crate::kind::JobKind;
+use crate::store::Store;
+use completer::WriteOp;
+use registry::Registry;
+
+/// How the runtime behaves. Every field has a default suited to production.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How many jobs run at once on this node.
+    pub concurrency: usize,
+    /// How long an aborted (or timed-out) handler has to stop by itself before it is stopped by
+    /// force.
+    pub grace_period: Duration,
+    /// How long a graceful shutdown waits for running jobs before interrupting them.
+    pub drain_timeout: Duration,
+    /// The longest the scheduler sleeps without looking at the database (jobs inserted by
+    /// another process, or inside a caller's transaction, are seen within this).
+    pub poll_interval: Duration,
+    /// How often this node proves it is alive and looks for lost jobs.
+    pub heartbeat_interval: Duration,
+    /// A node silent for this long is considered dead and its jobs are rescued.
+    pub node_timeout: Duration,
+    /// How long reports may wait before they are written.
+    pub flush_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            concurrency: 8,
+            grace_period: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(25),
+            poll_interval: Duration::from_secs(1),
+            heartbeat_interval: Duration::from_secs(5),
+            node_timeout: Duration::from_secs(30),
+            flush_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// What every part of the worker shares.
+pub(crate) struct Shared {
+    pub store: Store,
+    pub events: Events,
+    pub config: Config,
+    pub node: node::Model,
+    pub kinds: RwLock<HashMap<String, JobKind>>,
+    pub registry: Registry,
+    /// Reports and completions go to the completer through here. Bounded: a handler reporting
+    /// faster than the database takes it waits.
+    pub writer: mpsc::Sender<WriteOp>,
+    pub writer_rx: Mutex<Option<mpsc::Receiver<WriteOp>>>,
+    /// Wakes the scheduler: a job was added or changed, or a slot freed.
+    pub wake: Notify,
+    pub slots: Arc<Semaphore>,
+    /// Cancelled when the worker starts shutting down: stop claiming.
+    pub stopping: CancellationToken,
+    pub tasks: Mutex<Tasks>,
+}
+
+/// The runtime's tasks, once started.
+#[derive(Default)]
+pub(crate) struct Tasks {
+    pub started: bool,
+    pub scheduler: Option<JoinHandle<()>>,
+    pub completer: Option<JoinHandle<()>>,
+    pub maintenance: Option<JoinHandle<()>>,
+    pub maintenance_stop: CancellationToken,
+}
+
+impl Shared {
+    pub fn kind(&self, name: &str) -> Option<JobKind> {
+        self.kinds
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub fn kind_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .kinds
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+}

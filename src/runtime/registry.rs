@@ -1,0 +1,82 @@
+//! The cancellation registry: the jobs this node is executing, and how to tell each one to stop.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tokio_util::sync::CancellationToken;
+
+/// Why a handler was told to stop. The first reason given wins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StopReason {
+    /// An operator aborted the job.
+    Abort { by: String, at: i64 },
+    /// The attempt ran past the kind's timeout.
+    Timeout,
+    /// The worker is shutting down and the drain timeout passed.
+    Shutdown,
+}
+
+/// One running job's stop signal: a token the handler sees, and the reason behind it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StopSignal {
+    pub token: CancellationToken,
+    reason: Arc<OnceLock<StopReason>>,
+}
+
+impl StopSignal {
+    pub fn stop(&self, reason: StopReason) {
+        let _ = self.reason.set(reason);
+        self.token.cancel();
+    }
+
+    pub fn reason(&self) -> Option<StopReason> {
+        self.reason.get().cloned()
+    }
+}
+
+/// Running jobs by id. A `std` mutex: it is held only to look up or change the map, never across
+/// an await.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    running: Mutex<HashMap<i64, StopSignal>>,
+}
+
+impl Registry {
+    pub fn register(&self, job_id: i64) -> StopSignal {
+        let signal = StopSignal::default();
+        self.lock().insert(job_id, signal.clone());
+        signal
+    }
+
+    pub fn remove(&self, job_id: i64) {
+        self.lock().remove(&job_id);
+    }
+
+    /// Tells one job to stop; false if it does not run here.
+    pub fn stop(&self, job_id: i64, reason: StopReason) -> bool {
+        match self.lock().get(&job_id) {
+            Some(signal) => {
+                if !signal.token.is_cancelled() {
+                    signal.stop(reason);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Tells every running job to stop.
+    pub fn stop_all(&self, reason: StopReason) {
+        for signal in self.lock().values() {
+            signal.stop(reason.clone());
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, StopSignal>> {
+        // A panic while holding this lock cannot leave the map inconsistent; keep going.
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

@@ -1,0 +1,164 @@
+//! The job state machine: every state a job can be in and every transition allowed between them.
+//!
+//! ```text
+//!            ┌──────── update ────────┐
+//!            ▼                        │
+//!   new ◄──────────► scheduled ───────┘        (update moves between the two)
+//!    │  \           /    │
+//!    │   cancel    cancel│
+//!    │      ▼     ▼      │
+//!    │    cancelled      │
+//!    └──── claim ────────┘
+//!              ▼
+//!           running ──── abort ───► aborting ───► killed
+//!              │  │                    │
+//!              │  └─ retry / shutdown ─┼──► new | scheduled   (attempt kept or given back)
+//!              ▼                       │
+//!        done | exception ◄────────────┘ (never: an aborted job always ends killed)
+//! ```
+//!
+//! The store applies every transition as a compare-and-set (`UPDATE … WHERE id = ? AND status IN
+//! (…)`), so a late writer, say a completion arriving after a rescue, changes nothing.
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Where a job is in its life. Stored as the lower-case name (`"running"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// Waiting for a free worker. Reached by enqueueing, by an update without a future time, by a
+    /// retry without backoff, and by a graceful shutdown giving an interrupted job back.
+    New,
+    /// Waiting for its time: a scheduled job, or a failed attempt waiting out its backoff.
+    Scheduled,
+    /// A handler is executing it on the node named in `locked_by`.
+    Running,
+    /// An operator asked to abort it; the handler has been told to stop and is stopped by force
+    /// after the grace period.
+    Aborting,
+    /// The handler returned `Ok` and reported no result row with an error. Final.
+    Done,
+    /// The handler failed, panicked or timed out on its last attempt, reported result rows with
+    /// errors, had arguments it could not read, or its worker was lost on its last attempt. Final.
+    Exception,
+    /// Aborted while running. Final.
+    Killed,
+    /// Cancelled before it started. Final.
+    Cancelled,
+}
+
+impl JobStatus {
+    /// Every state, in the order the admin lists them.
+    pub const ALL: [JobStatus; 8] = [
+        JobStatus::New,
+        JobStatus::Scheduled,
+        JobStatus::Running,
+        JobStatus::Aborting,
+        JobStatus::Done,
+        JobStatus::Exception,
+        JobStatus::Killed,
+        JobStatus::Cancelled,
+    ];
+
+    /// The states a worker may claim a job from.
+    pub const WAITING: [JobStatus; 2] = [JobStatus::New, JobStatus::Scheduled];
+
+    /// The states in which a handler may still be executing.
+    pub const ACTIVE: [JobStatus; 2] = [JobStatus::Running, JobStatus::Aborting];
+
+    /// The name stored in the database and shown in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::New => "new",
+            JobStatus::Scheduled => "scheduled",
+            JobStatus::Running => "running",
+            JobStatus::Aborting => "aborting",
+            JobStatus::Done => "done",
+            JobStatus::Exception => "exception",
+            JobStatus::Killed => "killed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// A finished job never changes again; rerun creates a new one.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Done | JobStatus::Exception | JobStatus::Killed | JobStatus::Cancelled
+        )
+    }
+
+    /// Only waiting jobs may start, be updated or be cancelled.
+    pub fn is_waiting(self) -> bool {
+        matches!(self, JobStatus::New | JobStatus::Scheduled)
+    }
+
+    /// Whether the state machine allows going from `self` to `next`.
+    ///
+    /// ```
+    /// use nightshift::JobStatus::*;
+    /// assert!(Running.can_become(Aborting));
+    /// assert!(!Running.can_become(Cancelled));
+    /// assert!(!Done.can_become(New));
+    /// ```
+    pub fn can_become(self, next: JobStatus) -> bool {
+        use JobStatus::*;
+        match (self, next) {
+            // Update (and the time passing) moves a waiting job between the two waiting states;
+            // claim starts it; cancel ends it.
+            (New | Scheduled, New | Scheduled | Running | Cancelled) => true,
+            // A handler finishes, fails for good, is aborted, or gives its job back for a retry
+            // (`scheduled`/`new`), after a shutdown interrupted it (`new`) or its worker was lost.
+            (Running, Done | Exception | Aborting | Scheduled | New) => true,
+            // An abort always ends `killed`, whatever the handler returns.
+            (Aborting, Killed) => true,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A status name that is not one of [`JobStatus::ALL`].
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("unknown job status {0:?}")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for JobStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finished_states_never_change() {
+        for from in JobStatus::ALL.into_iter().filter(|s| s.is_finished()) {
+            for to in JobStatus::ALL {
+                assert!(!from.can_become(to), "{from} -> {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for s in JobStatus::ALL {
+            assert_eq!(s.as_str().parse::<JobStatus>().unwrap(), s);
+        }
+        assert!("bogus".parse::<JobStatus>().is_err());
+    }
+}

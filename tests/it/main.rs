@@ -1,0 +1,4 @@
+//! Integration tests: one binary, real SQLite files, real processes.
+mod crash;
+mod engine;
+mod helpers;
