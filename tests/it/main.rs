@@ -2,3 +2,4 @@
 mod crash;
 mod engine;
 mod helpers;
+mod postgres;
