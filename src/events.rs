@@ -19,6 +19,8 @@ pub enum JobEvent {
         kind: String,
         /// The new state.
         status: JobStatus,
+        /// The state before, when known (`None`: the job was just created).
+        from: Option<JobStatus>,
     },
     /// The job reported progress.
     Progress {

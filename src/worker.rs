@@ -388,16 +388,17 @@ impl Worker {
     fn announce(&self, models: Vec<crate::entity::job::Model>) -> Result<Vec<Job>> {
         let jobs = self.to_jobs(models)?;
         for j in &jobs {
-            self.emit_status(j);
+            self.emit_status(j, None);
         }
         Ok(jobs)
     }
 
-    fn emit_status(&self, job: &Job) {
+    fn emit_status(&self, job: &Job, from: Option<JobStatus>) {
         self.shared.events.send(JobEvent::Status {
             job_id: job.id,
             kind: job.job.clone(),
             status: job.status,
+            from,
         });
     }
 
@@ -428,7 +429,7 @@ impl Worker {
     pub async fn cancel(&self, id: i64) -> Result<Job> {
         let m = self.shared.store.cancel(id, now_ms()).await?;
         let job = self.to_jobs(vec![m])?.remove(0);
-        self.emit_status(&job);
+        self.emit_status(&job, Some(JobStatus::New));
         self.shared.wake.notify_one();
         Ok(job)
     }
@@ -457,7 +458,7 @@ impl Worker {
             .update_waiting(id, args, schedule_at.map(to_ms), now_ms())
             .await?;
         let job = self.to_jobs(vec![m])?.remove(0);
-        self.emit_status(&job);
+        self.emit_status(&job, current.status.parse().ok());
         self.shared.wake.notify_one();
         Ok(job)
     }
@@ -477,7 +478,7 @@ impl Worker {
             },
         );
         let job = self.to_jobs(vec![m])?.remove(0);
-        self.emit_status(&job);
+        self.emit_status(&job, Some(JobStatus::Running));
         Ok(job)
     }
 

@@ -14,6 +14,7 @@ use super::Shared;
 use crate::clock::now_ms;
 use crate::context::ResultCell;
 use crate::events::JobEvent;
+use crate::state::JobStatus;
 use crate::store::{Completion, WriteBatch};
 
 /// The most operations written in one transaction.
@@ -185,6 +186,7 @@ async fn flush(shared: &Shared, batch: &mut WriteBatch) {
             job_id: c.job_id,
             kind: c.kind,
             status: c.status,
+            from: Some(JobStatus::Running),
         });
     }
     if requeued {

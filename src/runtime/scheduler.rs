@@ -44,6 +44,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                             job_id: job.id,
                             kind: job.kind.clone(),
                             status: JobStatus::Running,
+                            // New or scheduled: claims do not tell which; both are "waiting".
+                            from: Some(JobStatus::New),
                         });
                         tokio::spawn(executor::run(shared.clone(), job, permit));
                     }

@@ -5,6 +5,7 @@
 //! compare-and-set on the current status (and, for a running job, on its attempt and node), so a
 //! late writer changes nothing.
 mod connect;
+mod list;
 mod sql;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::state::JobStatus;
 
 pub use connect::connect;
+pub use list::{COUNT_CAP, JobFilter};
 pub(crate) use sql::Sql;
 
 /// The newest log lines kept per job; older ones are deleted and counted in `log_dropped`.

@@ -1,0 +1,73 @@
+//! Request facts the handlers need: the mount prefix, JSON or HTML, who is acting, the flash.
+use std::convert::Infallible;
+
+use axum::extract::{FromRequestParts, NestedPath};
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+
+/// The prefix the admin is mounted under ("" at the root). Every link starts with it.
+#[derive(Debug, Clone)]
+pub struct Base(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Base {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Base(base_of(&parts.extensions)))
+    }
+}
+
+pub fn base_of(ext: &axum::http::Extensions) -> String {
+    ext.get::<NestedPath>()
+        .map(|p| p.as_str().trim_end_matches('/').to_owned())
+        .unwrap_or_default()
+}
+
+/// Whether the client asked for JSON (`Accept: application/json`).
+#[derive(Debug, Clone, Copy)]
+pub struct WantsJson(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for WantsJson {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(WantsJson(wants_json(&parts.headers)))
+    }
+}
+
+pub fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"))
+}
+
+/// Who is acting: set by an authentication layer in front of the admin as a request extension;
+/// without one, actions are recorded as "admin".
+#[derive(Debug, Clone)]
+pub struct Operator {
+    /// The operator's name, recorded on the jobs they create and abort.
+    pub name: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Operator {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts.extensions.get::<Operator>().cloned().unwrap_or(Operator {
+            name: "admin".into(),
+        }))
+    }
+}
+
+/// The message left by the previous action, if any (see `flash`).
+#[derive(Debug, Clone, Default)]
+pub struct Flash(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Flash {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts.extensions.get::<Flash>().cloned().unwrap_or_default())
+    }
+}

@@ -1,0 +1,294 @@
+//! The live fan-out: one subscription to the engine's event channel for the whole admin, turned
+//! into rendered SSE frames once per event, and shared by every browser watching.
+//!
+//! Each watched job has one `broadcast` channel, however many browsers watch it; list pages share
+//! one more. A browser that falls behind loses its place (`Lagged`) and its stream ends: it
+//! reconnects with `Last-Event-ID` and catches up from the database, and the job never waits for
+//! it.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+use super::views;
+use crate::events::JobEvent;
+use crate::job::Job;
+use crate::state::JobStatus;
+use crate::store::JobFilter;
+use crate::worker::Worker;
+
+/// One server-sent event, rendered both ways.
+#[derive(Debug)]
+pub struct Frame {
+    pub event: String,
+    pub id: Option<i64>,
+    pub html: String,
+    pub json: String,
+}
+
+impl Frame {
+    fn new(event: impl Into<String>, id: Option<i64>, html: String, json: &impl Serialize) -> Self {
+        Frame {
+            event: event.into(),
+            id,
+            html,
+            json: serde_json::to_string(json).unwrap_or_else(|_| "null".into()),
+        }
+    }
+}
+
+/// A change for list pages: the job as it is now, and the state it came from.
+#[derive(Debug, Clone)]
+pub enum ListChange {
+    Job {
+        job: Arc<Job>,
+        row: Arc<Frame>,
+        from: Option<Option<JobStatus>>,
+    },
+    Counts(Vec<Arc<Frame>>),
+}
+
+/// Per-tab counts, capped at [`crate::store::COUNT_CAP`] + 1.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Counts {
+    pub all: u64,
+    pub running: u64,
+    pub scheduled: u64,
+    pub done: u64,
+    pub errors: u64,
+}
+
+impl Counts {
+    /// `(tab, count)` in navigation order.
+    pub fn tabs(&self) -> [(&'static str, u64); 5] {
+        [
+            ("all", self.all),
+            ("running", self.running),
+            ("scheduled", self.scheduled),
+            ("done", self.done),
+            ("errors", self.errors),
+        ]
+    }
+}
+
+pub struct Hub {
+    worker: Worker,
+    base: OnceLock<String>,
+    started: OnceLock<()>,
+    jobs: Mutex<HashMap<i64, broadcast::Sender<Arc<Frame>>>>,
+    list: broadcast::Sender<ListChange>,
+    counts: tokio::sync::Mutex<Option<(Instant, Counts)>>,
+}
+
+/// Counts are recomputed at most this often, however many pages ask.
+const COUNTS_TTL: Duration = Duration::from_millis(1000);
+
+impl Hub {
+    pub fn new(worker: Worker) -> Arc<Hub> {
+        let (list, _) = broadcast::channel(1024);
+        Arc::new(Hub {
+            worker,
+            base: OnceLock::new(),
+            started: OnceLock::new(),
+            jobs: Mutex::default(),
+            list,
+            counts: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The mount prefix links in rendered frames use (a router is mounted at one prefix).
+    fn base(&self) -> &str {
+        self.base.get().map(String::as_str).unwrap_or("")
+    }
+
+    fn ensure_started(self: &Arc<Self>, base: &str) {
+        let _ = self.base.set(base.to_owned());
+        self.started.get_or_init(|| {
+            let hub = self.clone();
+            let rx = self.worker.subscribe();
+            tokio::spawn(async move { hub.run(rx).await });
+        });
+    }
+
+    /// Frames for job `id`, from now on.
+    pub fn watch_job(self: &Arc<Self>, base: &str, id: i64) -> broadcast::Receiver<Arc<Frame>> {
+        self.ensure_started(base);
+        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.retain(|_, tx| tx.receiver_count() > 0);
+        jobs.entry(id)
+            .or_insert_with(|| broadcast::channel(1024).0)
+            .subscribe()
+    }
+
+    /// Changes for list pages, from now on.
+    pub fn watch_list(self: &Arc<Self>, base: &str) -> broadcast::Receiver<ListChange> {
+        self.ensure_started(base);
+        self.list.subscribe()
+    }
+
+    /// Current counts (cached for about a second, shared by every viewer).
+    pub async fn counts(&self) -> crate::Result<Counts> {
+        let mut cached = self.counts.lock().await;
+        if let Some((at, counts)) = *cached
+            && at.elapsed() < COUNTS_TTL
+        {
+            return Ok(counts);
+        }
+        let store = self.worker.store();
+        let of = |statuses: &[JobStatus]| JobFilter {
+            statuses: statuses.to_vec(),
+            ..JobFilter::default()
+        };
+        let counts = Counts {
+            all: store.count_capped(&JobFilter::default()).await?,
+            running: store.count_capped(&of(&JobStatus::ACTIVE)).await?,
+            scheduled: store.count_capped(&of(&[JobStatus::Scheduled])).await?,
+            done: store.count_capped(&of(&[JobStatus::Done])).await?,
+            errors: store.count_capped(&of(&[JobStatus::Exception])).await?,
+        };
+        *cached = Some((Instant::now(), counts));
+        Ok(counts)
+    }
+
+    fn job_sender(&self, id: i64) -> Option<broadcast::Sender<Arc<Frame>>> {
+        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.get(&id).filter(|tx| tx.receiver_count() > 0).cloned()
+    }
+
+    async fn run(self: Arc<Self>, mut rx: broadcast::Receiver<JobEvent>) {
+        let mut counts_due: Option<Instant> = None;
+        loop {
+            let ev = match counts_due {
+                Some(at) => tokio::select! {
+                    ev = rx.recv() => ev,
+                    _ = tokio::time::sleep_until(at) => {
+                        counts_due = None;
+                        self.publish_counts().await;
+                        continue;
+                    }
+                },
+                None => rx.recv().await,
+            };
+            match ev {
+                Ok(ev) => {
+                    if matches!(ev, JobEvent::Status { .. }) && counts_due.is_none() {
+                        counts_due = Some(Instant::now() + Duration::from_millis(250));
+                    }
+                    self.dispatch(ev).await;
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!("admin live view fell {n} events behind; resyncing");
+                    self.resync().await;
+                    counts_due = Some(Instant::now());
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    async fn dispatch(&self, ev: JobEvent) {
+        let id = ev.job_id();
+        let job_tx = self.job_sender(id);
+        let list_watched = self.list.receiver_count() > 0;
+        if job_tx.is_none() && !list_watched {
+            return;
+        }
+        let base = self.base().to_owned();
+        match ev {
+            JobEvent::Log { id: line_id, at, line, .. } => {
+                if let Some(tx) = job_tx {
+                    let html = views::job::log_line(at, &line).into_string();
+                    let json = serde_json::json!({"id": line_id, "at": crate::clock::to_datetime(at), "line": line});
+                    let _ = tx.send(Arc::new(Frame::new("log", Some(line_id), html, &json)));
+                }
+            }
+            JobEvent::Result { cells, .. } => {
+                if let Some(tx) = job_tx {
+                    let html = views::job::result_row(&cells).into_string();
+                    let _ = tx.send(Arc::new(Frame::new("result", None, html, &cells)));
+                }
+            }
+            JobEvent::Progress { .. } | JobEvent::Status { .. } => {
+                let from = match &ev {
+                    JobEvent::Status { from, .. } => Some(*from),
+                    _ => None,
+                };
+                let Ok(job) = self.worker.job(id).await else { return };
+                if let Some(tx) = job_tx {
+                    for frame in job_frames(&base, &job, from.is_some()) {
+                        let _ = tx.send(Arc::new(frame));
+                    }
+                }
+                if list_watched {
+                    let row = views::list::job_row(&base, &job).into_string();
+                    let row = Arc::new(Frame::new(format!("row-{id}"), None, row, &job));
+                    let _ = self.list.send(ListChange::Job {
+                        job: Arc::new(job),
+                        row,
+                        from,
+                    });
+                }
+            }
+        }
+    }
+
+    async fn publish_counts(&self) {
+        if self.list.receiver_count() == 0 {
+            return;
+        }
+        *self.counts.lock().await = None;
+        if let Ok(counts) = self.counts().await {
+            let frames = counts
+                .tabs()
+                .into_iter()
+                .map(|(tab, n)| {
+                    let html = views::components::count(n).into_string();
+                    Arc::new(Frame::new(format!("count-{tab}"), None, html, &n))
+                })
+                .collect();
+            let _ = self.list.send(ListChange::Counts(frames));
+        }
+    }
+
+    /// After missing events: send every watched job's current state.
+    async fn resync(&self) {
+        let ids: Vec<i64> = {
+            let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            jobs.keys().copied().collect()
+        };
+        let base = self.base().to_owned();
+        for id in ids {
+            if let (Some(tx), Ok(job)) = (self.job_sender(id), self.worker.job(id).await) {
+                for frame in job_frames(&base, &job, true) {
+                    let _ = tx.send(Arc::new(frame));
+                }
+            }
+        }
+    }
+}
+
+/// The frames that show a job's state: its progress, and on a state change its status panel
+/// (and `end` once it is finished).
+pub fn job_frames(base: &str, job: &Job, status_changed: bool) -> Vec<Frame> {
+    let mut frames = vec![Frame::new(
+        "progress",
+        None,
+        views::job::progress(job).into_string(),
+        &serde_json::json!({"progress": job.progress, "progress_text": job.progress_text}),
+    )];
+    if status_changed {
+        frames.push(Frame::new(
+            "status",
+            None,
+            views::job::status_panel(base, job).into_string(),
+            job,
+        ));
+        if job.status.is_finished() {
+            frames.push(Frame::new("end", None, String::new(), job));
+        }
+    }
+    frames
+}

@@ -1,0 +1,507 @@
+//! Job routes: list, new, create, show, update, abort, cancel, rerun, delete. Each handler
+//! extracts, makes one call into the engine, and renders.
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum_htmx::HxRequest;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::input::{self, Body, ListQuery};
+use crate::admin::AdminState;
+use crate::admin::error::WebError;
+use crate::admin::extract::{Base, Flash, Operator, WantsJson};
+use crate::admin::flash;
+use crate::admin::schema_form;
+use crate::admin::views;
+use crate::admin::views::form::FormState;
+use crate::admin::views::job::JobView;
+use crate::admin::views::list::ListView;
+use crate::error::Error;
+use crate::job::Job;
+use crate::kind::JobKind;
+use crate::worker::NewJob;
+
+type Result<T, E = WebError> = std::result::Result<T, E>;
+
+const PAGE_SIZE: u64 = 50;
+const DETAIL_LOG_LINES: u64 = 1000;
+
+pub async fn list_jobs(
+    State(st): State<AdminState>,
+    Base(base): Base,
+    WantsJson(json): WantsJson,
+    Flash(flash): Flash,
+    Query(q): Query<ListQuery>,
+) -> Result<Response> {
+    let spec = q.check(&st.worker)?;
+    let models = st
+        .worker
+        .store()
+        .list_jobs(&spec.filter, spec.after, PAGE_SIZE + 1)
+        .await?;
+    let more = models.len() as u64 > PAGE_SIZE;
+    let jobs: Vec<Job> = models
+        .into_iter()
+        .take(PAGE_SIZE as usize)
+        .map(|m| {
+            let kind = st.worker.kind(&m.kind);
+            Job::from_model(m, kind.as_ref())
+        })
+        .collect::<Result<_, _>>()?;
+    let next = if more { jobs.last().map(|j| j.id) } else { None };
+    if json {
+        let counts = st.hub.counts().await?;
+        return Ok(axum::Json(serde_json::json!({"jobs": jobs, "next": next, "counts": counts}))
+            .into_response());
+    }
+    let kinds = st.worker.kinds();
+    let mut groups: Vec<String> = kinds.iter().map(|k| k.group_name().to_owned()).collect();
+    groups.dedup();
+    let view = ListView {
+        tab: spec.tab.clone(),
+        jobs,
+        next,
+        kind: spec.kind.clone(),
+        group: spec.group.clone(),
+        q: spec.q.clone(),
+        kinds: kinds.iter().map(|k| k.name().to_owned()).collect(),
+        groups,
+        query: spec.query() + if spec.after.is_some() { "&first=0" } else { "" },
+    };
+    let ctx = st.page_ctx(&base, flash, Some(&spec.tab)).await;
+    Ok(views::list::list_page(&ctx, &view).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewQuery {
+    job: Option<String>,
+}
+
+pub async fn new_job(
+    State(st): State<AdminState>,
+    Base(base): Base,
+    WantsJson(json): WantsJson,
+    Flash(flash): Flash,
+    Query(q): Query<NewQuery>,
+) -> Result<Response> {
+    let kinds = st.worker.kinds();
+    if json {
+        let list: Vec<Value> = kinds
+            .iter()
+            .filter(|k| q.job.as_deref().is_none_or(|j| j == k.name()))
+            .map(|k| {
+                serde_json::json!({"job": k.name(), "group": k.group_name(),
+                    "schedulable": k.is_schedulable(), "schema": k.schema()})
+            })
+            .collect();
+        return Ok(axum::Json(serde_json::json!({"kinds": list})).into_response());
+    }
+    let chosen = match q.job.as_deref().filter(|j| !j.is_empty()) {
+        Some(name) => Some(
+            st.worker
+                .kind(name)
+                .ok_or_else(|| WebError::not_found(format!("no job kind named {name:?}")))?,
+        ),
+        None => None,
+    };
+    let state = FormState::default();
+    let ctx = st.page_ctx(&base, flash, None).await;
+    let page = views::form::new_job_page(&ctx, &kinds, chosen.as_ref().map(|k| (k, &state)));
+    Ok(page.into_response())
+}
+
+/// `POST /workers` as JSON.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateJson {
+    job: String,
+    #[serde(default)]
+    args: Option<Value>,
+    #[serde(default)]
+    schedule_at: Option<DateTime<Utc>>,
+}
+
+pub async fn create_job(
+    State(st): State<AdminState>,
+    Base(base): Base,
+    HxRequest(htmx): HxRequest,
+    WantsJson(json): WantsJson,
+    op: Operator,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    match input::body(&headers, &body)? {
+        Body::Json(v) => {
+            let req: CreateJson = serde_json::from_value(v)
+                .map_err(|e| WebError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+            let mut new = NewJob::from_value(req.job, req.args.unwrap_or(Value::Object(Default::default())))
+                .created_by(op.name);
+            if let Some(at) = req.schedule_at {
+                new = new.schedule_at(at);
+            }
+            let job = st.worker.insert(new).await?;
+            Ok((StatusCode::CREATED, axum::Json(job)).into_response())
+        }
+        Body::Form(form) => {
+            let name = form.get("job").cloned().unwrap_or_default();
+            let kind = st.worker.kind(&name).ok_or_else(|| {
+                WebError::invalid(BTreeMap::from([(
+                    "job".to_owned(),
+                    format!("no job kind named {name:?}"),
+                )]))
+            })?;
+            let made = form_args(&kind, &form).and_then(|(args, at)| {
+                let mut new = NewJob::from_value(kind.name(), args).created_by(op.name.clone());
+                if let Some(at) = at {
+                    new = new.schedule_at(at);
+                }
+                Ok(new)
+            });
+            let result = match made {
+                Ok(new) => st.worker.insert(new).await.map_err(form_error),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(job) if json => Ok((StatusCode::CREATED, axum::Json(job)).into_response()),
+                Ok(job) => Ok(flash::redirect(
+                    htmx,
+                    &format!("{base}/workers/{}", job.id),
+                    &format!("Job #{} created.", job.id),
+                )),
+                Err(FormError::Fields(errors)) if !json => {
+                    let state = refill(&kind, &form, errors);
+                    let ctx = st.page_ctx(&base, None, None).await;
+                    let kinds = st.worker.kinds();
+                    let page = views::form::new_job_page(&ctx, &kinds, Some((&kind, &state)));
+                    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+                }
+                Err(FormError::Fields(errors)) => Err(WebError::invalid(errors)),
+                Err(FormError::Other(e)) => Err(e),
+            }
+        }
+    }
+}
+
+pub async fn show_job(
+    State(st): State<AdminState>,
+    Base(base): Base,
+    WantsJson(json): WantsJson,
+    Flash(flash): Flash,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let id = input::job_id(&id)?;
+    let view = job_view(&st, id, None).await?;
+    if json {
+        return Ok(axum::Json(job_json(&view)).into_response());
+    }
+    let ctx = st.page_ctx(&base, flash, None).await;
+    Ok(views::job::job_page(&ctx, &view).into_response())
+}
+
+async fn job_view(st: &AdminState, id: i64, form: Option<FormState>) -> Result<JobView> {
+    let job = st.worker.job(id).await?;
+    let kind = st.worker.kind(&job.job);
+    let form = match (form, &kind) {
+        (Some(f), _) => Some(f),
+        (None, Some(_)) if job.status.is_waiting() => Some(prefill(&job)),
+        _ => None,
+    };
+    Ok(JobView {
+        log: st.worker.logs(id, DETAIL_LOG_LINES).await?,
+        results: st.worker.results(id).await?,
+        attempts: st.worker.attempts(id).await?,
+        kind,
+        form,
+        job,
+    })
+}
+
+fn job_json(view: &JobView) -> Value {
+    let mut v = serde_json::to_value(&view.job).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut v {
+        let log: Vec<Value> = view
+            .log
+            .iter()
+            .map(|l| serde_json::json!({"at": crate::clock::to_datetime(l.at), "line": l.line}))
+            .collect();
+        let attempts: Vec<Value> = view
+            .attempts
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "attempt": a.attempt, "node": a.node,
+                    "started_at": crate::clock::to_datetime(a.started_at),
+                    "finished_at": a.finished_at.map(crate::clock::to_datetime),
+                    "outcome": a.outcome, "error": a.error,
+                })
+            })
+            .collect();
+        map.insert("log".into(), Value::Array(log));
+        map.insert("results".into(), serde_json::to_value(&view.results).unwrap_or_default());
+        map.insert("attempts".into(), Value::Array(attempts));
+    }
+    v
+}
+
+/// `PUT /workers/{id}` as JSON.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateJson {
+    #[serde(default)]
+    args: Option<Value>,
+    #[serde(default)]
+    schedule_at: Option<DateTime<Utc>>,
+}
+
+pub async fn update_job(
+    State(st): State<AdminState>,
+    Base(base): Base,
+    HxRequest(htmx): HxRequest,
+    WantsJson(json): WantsJson,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    let id = input::job_id(&id)?;
+    match input::body(&headers, &body)? {
+        Body::Json(v) => {
+            let req: UpdateJson = serde_json::from_value(v)
+                .map_err(|e| WebError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+            let args = match req.args {
+                Some(a) => a,
+                None => serde_json::from_str(&st.worker.store().job(id).await?.args)
+                    .map_err(|e| Error::Corrupt(e.to_string()))?,
+            };
+            let job = st.worker.update(id, args, req.schedule_at).await?;
+            Ok(axum::Json(job).into_response())
+        }
+        Body::Form(form) => update_from_form(st, base, htmx, json, id, form).await,
+    }
+}
+
+/// `POST /workers/{id}` with `_method=PUT`: the update form of browsers.
+pub async fn post_job(
+    State(st): State<AdminState>,
+    Base(base): Base,
+    HxRequest(htmx): HxRequest,
+    WantsJson(json): WantsJson,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    let id = input::job_id(&id)?;
+    match input::body(&headers, &body)? {
+        Body::Form(form) if form.get("_method").map(String::as_str) == Some("PUT") => {
+            update_from_form(st, base, htmx, json, id, form).await
+        }
+        _ => Err(WebError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "POST here takes the update form (_method=PUT); use PUT with JSON",
+        )),
+    }
+}
+
+async fn update_from_form(
+    st: AdminState,
+    base: String,
+    htmx: bool,
+    json: bool,
+    id: i64,
+    form: BTreeMap<String, String>,
+) -> Result<Response> {
+    let current = st.worker.job(id).await?;
+    let kind = st
+        .worker
+        .kind(&current.job)
+        .ok_or_else(|| WebError::from(Error::UnknownKind(current.job.clone())))?;
+    let result = match form_args(&kind, &form) {
+        Ok((args, at)) => st.worker.update(id, args, at).await.map_err(form_error),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(job) if json => Ok(axum::Json(job).into_response()),
+        Ok(job) => Ok(flash::redirect(
+            htmx,
+            &format!("{base}/workers/{}", job.id),
+            &format!("Job #{} updated.", job.id),
+        )),
+        Err(FormError::Fields(errors)) if !json => {
+            let state = refill(&kind, &form, errors);
+            let view = job_view(&st, id, Some(state)).await?;
+            let ctx = st.page_ctx(&base, None, None).await;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, views::job::job_page(&ctx, &view)).into_response())
+        }
+        Err(FormError::Fields(errors)) => Err(WebError::invalid(errors)),
+        Err(FormError::Other(e)) => Err(e),
+    }
+}
+
+pub async fn abort_job(
+    State(st): State<AdminState>,
+    Base(base): Base,
+    HxRequest(htmx): HxRequest,
+    WantsJson(json): WantsJson,
+    op: Operator,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let job = st.worker.abort(input::job_id(&id)?, &op.name).await?;
+    let msg = format!("Abort requested for job #{}.", job.id);
+    Ok(acted(json, htmx, &base, StatusCode::ACCEPTED, &job, &msg))
+}
+
+pub async fn cancel_job(
+    State(st): State<AdminState>,
+    Base(base): Base,
+    HxRequest(htmx): HxRequest,
+    WantsJson(json): WantsJson,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let job = st.worker.cancel(input::job_id(&id)?).await?;
+    let msg = format!("Job #{} cancelled.", job.id);
+    Ok(acted(json, htmx, &base, StatusCode::OK, &job, &msg))
+}
+
+pub async fn rerun_job(
+    State(st): State<AdminState>,
+    Base(base): Base,
+    HxRequest(htmx): HxRequest,
+    WantsJson(json): WantsJson,
+    op: Operator,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let id = input::job_id(&id)?;
+    let job = st.worker.rerun(id, Some(&op.name)).await?;
+    let msg = format!("Job #{} created as a rerun of #{id}.", job.id);
+    Ok(acted(json, htmx, &base, StatusCode::CREATED, &job, &msg))
+}
+
+/// `DELETE /workers/{id}`: abort if running, cancel if waiting.
+pub async fn delete_job(
+    State(st): State<AdminState>,
+    Base(base): Base,
+    HxRequest(htmx): HxRequest,
+    WantsJson(json): WantsJson,
+    op: Operator,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let id = input::job_id(&id)?;
+    let current = st.worker.job(id).await?;
+    let (job, status, msg) = if current.status.is_waiting() {
+        let job = st.worker.cancel(id).await?;
+        (job, StatusCode::OK, format!("Job #{id} cancelled."))
+    } else {
+        let job = st.worker.abort(id, &op.name).await?;
+        (job, StatusCode::ACCEPTED, format!("Abort requested for job #{id}."))
+    };
+    Ok(acted(json, htmx, &base, status, &job, &msg))
+}
+
+/// After an action: the job as JSON, or back to its page with a flash message.
+fn acted(json: bool, htmx: bool, base: &str, status: StatusCode, job: &Job, msg: &str) -> Response {
+    if json {
+        (status, axum::Json(job)).into_response()
+    } else {
+        flash::redirect(htmx, &format!("{base}/workers/{}", job.id), msg)
+    }
+}
+
+enum FormError {
+    Fields(BTreeMap<String, String>),
+    Other(WebError),
+}
+
+/// Engine refusals that belong beside a field go back to the form; the rest are errors.
+fn form_error(e: Error) -> FormError {
+    match e {
+        Error::InvalidArgs {
+            field: Some(f),
+            message,
+        } => FormError::Fields(BTreeMap::from([(f, message)])),
+        Error::InvalidArgs {
+            field: None,
+            message,
+        } => FormError::Fields(BTreeMap::from([("_form".to_owned(), message)])),
+        Error::NotSchedulable(_) => FormError::Fields(BTreeMap::from([(
+            "schedule_at".to_owned(),
+            e.to_string(),
+        )])),
+        other => FormError::Other(other.into()),
+    }
+}
+
+/// The arguments and schedule time a form makes.
+fn form_args(
+    kind: &JobKind,
+    form: &BTreeMap<String, String>,
+) -> Result<(Value, Option<DateTime<Utc>>), FormError> {
+    let fields = schema_form::fields(kind);
+    let mut errors = BTreeMap::new();
+    let args = match schema_form::parse(&fields, form) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            errors = e;
+            None
+        }
+    };
+    let at = match form.get("schedule_at").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(raw) => match schema_form::parse_time(raw, form.get("tz_offset")) {
+            Some(t) => Some(t),
+            None => {
+                errors.insert("schedule_at".into(), "is not a date and time".into());
+                None
+            }
+        },
+    };
+    match args {
+        Some(args) if errors.is_empty() => Ok((args, at)),
+        _ => Err(FormError::Fields(errors)),
+    }
+}
+
+/// The operator's input re-shown with errors (never the secrets).
+fn refill(kind: &JobKind, form: &BTreeMap<String, String>, mut errors: BTreeMap<String, String>) -> FormState {
+    let secrets: Vec<String> = kind.secret_fields().map(str::to_owned).collect();
+    let values = form
+        .iter()
+        .filter(|(k, _)| !secrets.contains(k) && !k.starts_with('_'))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let message = errors.remove("_form");
+    FormState {
+        values,
+        errors,
+        message: message.or_else(|| Some("Please correct the fields marked below.".into())),
+        utc: false,
+    }
+}
+
+/// The update form's starting values: the job's arguments (secrets left empty) and time.
+fn prefill(job: &Job) -> FormState {
+    let mut values = BTreeMap::new();
+    if let Value::Object(map) = &job.args {
+        for (k, v) in map {
+            let text = match v {
+                Value::String(s) if s == crate::kind::SECRET_MASK => continue,
+                Value::String(s) => s.clone(),
+                Value::Bool(b) => b.to_string(),
+                Value::Null => continue,
+                other => other.to_string(),
+            };
+            values.insert(k.clone(), text);
+        }
+    }
+    if let Some(at) = job.schedule_at {
+        values.insert("schedule_at".into(), at.format("%Y-%m-%dT%H:%M:%S").to_string());
+    }
+    FormState {
+        values,
+        utc: true,
+        ..FormState::default()
+    }
+}

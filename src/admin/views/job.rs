@@ -1,0 +1,225 @@
+//! The job detail page: status, progress, live log console, results, arguments, attempts and the
+//! actions its state allows.
+use chrono::Utc;
+use maud::{Markup, html};
+
+use super::components::{duration, progress_bar, status_badge, time};
+use super::form::{FormState, kind_form};
+use super::layout::{PageCtx, page};
+use crate::context::ResultCell;
+use crate::entity::{job_attempt, job_log};
+use crate::job::Job;
+use crate::kind::JobKind;
+use crate::state::JobStatus;
+
+/// Everything the detail page shows.
+#[derive(Debug)]
+pub struct JobView {
+    pub job: Job,
+    pub log: Vec<job_log::Model>,
+    pub results: Vec<Vec<ResultCell>>,
+    pub attempts: Vec<job_attempt::Model>,
+    /// The kind, when registered here (for the update form).
+    pub kind: Option<JobKind>,
+    /// The update form's state (prefilled, or the operator's input with errors).
+    pub form: Option<FormState>,
+}
+
+pub fn job_page(ctx: &PageCtx, view: &JobView) -> Markup {
+    let base = &ctx.base;
+    let job = &view.job;
+    let after = view.log.last().map(|l| l.id).unwrap_or(0);
+    let live = !job.status.is_finished();
+    page(
+        ctx,
+        &format!("#{} {}", job.id, job.job),
+        None,
+        html! {
+            div class="page-head" {
+                h1 { "#" (job.id) " " (job.job) }
+                @if !job.group.is_empty() { span class="muted" { (job.group) } }
+            }
+            div class="detail" sse-connect=[live.then(|| format!("{base}/workers/{}/events?after={after}", job.id))] sse-close="end" {
+                (status_panel(base, job))
+                (progress(job))
+                section class="card" {
+                    h2 { "Log" }
+                    @if job.log_dropped > 0 {
+                        p class="muted small" { (job.log_dropped) " older lines were dropped." }
+                    }
+                    div class="console" {
+                        div id="job-log" sse-swap="log" hx-swap="beforeend" {
+                            @for line in &view.log { (log_line(line.at, &line.line)) }
+                        }
+                    }
+                }
+                section class="card" {
+                    h2 { "Results" }
+                    div class="table-wrap" {
+                        table class="results" {
+                            tbody id="job-results" sse-swap="result" hx-swap="beforeend" {
+                                @for row in &view.results { (result_row(row)) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if let (Some(kind), Some(form)) = (&view.kind, &view.form) {
+                @if job.status.is_waiting() {
+                    section class="card" id="update" {
+                        h2 { "Update scheduled Job" }
+                        (kind_form(kind, form, &format!("{base}/workers/{}", job.id), true))
+                    }
+                }
+            }
+            section class="card" {
+                h2 { "Arguments" }
+                (args(&job.args))
+            }
+            section class="card" {
+                h2 { "Attempts" }
+                (attempts(&view.attempts))
+            }
+        },
+    )
+}
+
+/// Status, error, times and the actions the state allows. Replaced live on every state change.
+pub fn status_panel(base: &str, job: &Job) -> Markup {
+    let url = format!("{base}/workers/{}", job.id);
+    html! {
+        section class="card status-panel" id="job-status" sse-swap="status" hx-swap="outerHTML" {
+            div class="status-line" {
+                (status_badge(job.status))
+                span class="muted" { "attempt " span class="num" { (job.attempt) " of " (job.max_attempts) } }
+                @if let Some(by) = &job.aborted_by { span class="muted" { "aborted by " (by) } }
+                @if let Some(by) = &job.created_by { span class="muted" { "created by " (by) } }
+            }
+            @if let Some(err) = &job.error {
+                pre class="error-text" { (err) }
+            }
+            dl class="times" {
+                dt { "Created" } dd { (time(Some(job.created_at))) }
+                dt { "Scheduled for" } dd { (time(job.schedule_at)) }
+                @if job.status == JobStatus::Scheduled && job.schedule_at != Some(job.run_at) {
+                    dt { "Next try" } dd { (time(Some(job.run_at))) }
+                }
+                dt { "Started" } dd { (time(job.started_at)) }
+                dt { "Finished" } dd { (time(job.finished_at)) }
+                dt { "Duration" } dd { (duration(job.duration(Utc::now()))) }
+            }
+            div class="actions" {
+                @match job.status {
+                    JobStatus::Running => {
+                        (action(&url, "abort", "Abort running Job", "danger",
+                            &format!("Abort job #{}? Its handler is told to stop, then stopped by force.", job.id)))
+                    }
+                    JobStatus::Aborting => { span class="muted" { "Aborting…" } }
+                    JobStatus::New | JobStatus::Scheduled => {
+                        a class="button" href="#update" { "Update scheduled Job" }
+                        (action(&url, "cancel", "Cancel scheduled Job", "danger",
+                            &format!("Cancel job #{}? It will not run.", job.id)))
+                    }
+                    _ => {}
+                }
+                (action(&url, "rerun", "Rerun", "",
+                    &format!("Run job #{} again as a new job with the same arguments?", job.id)))
+            }
+        }
+    }
+}
+
+/// A button that POSTs to `{url}/{verb}` after the operator confirms.
+fn action(url: &str, verb: &str, label: &str, class: &str, confirm: &str) -> Markup {
+    let target = format!("{url}/{verb}");
+    html! {
+        form method="post" action=(target) hx-post=(target) hx-confirm=(confirm) class="inline" {
+            input type="hidden" name="_csrf" value="" data-csrf;
+            button type="submit" class=(class) { (label) }
+        }
+    }
+}
+
+/// The progress bar and progress text. Replaced live.
+pub fn progress(job: &Job) -> Markup {
+    html! {
+        section class="card progress-panel" id="job-progress" sse-swap="progress" hx-swap="outerHTML" {
+            (progress_bar(job.progress, job.status))
+            @if let Some(text) = &job.progress_text {
+                p class="progress-text" { (text) }
+            }
+        }
+    }
+}
+
+pub fn log_line(at: i64, line: &str) -> Markup {
+    let at = crate::clock::to_datetime(at);
+    html! {
+        div class="line" {
+            span class="at" { (at.format("%H:%M:%S%.3f")) }
+            " "
+            span class="text" { (line) }
+        }
+    }
+}
+
+pub fn result_row(cells: &[ResultCell]) -> Markup {
+    html! {
+        tr class=[cells.iter().any(|c| c.error.is_some()).then_some("has-error")] {
+            @for c in cells {
+                @if let Some(err) = &c.error {
+                    td class="cell-error" title=(err) {
+                        (c.value)
+                        div class="cell-error-text" { (err) }
+                    }
+                } @else {
+                    td { (c.value) }
+                }
+            }
+        }
+    }
+}
+
+fn args(args: &serde_json::Value) -> Markup {
+    match args.as_object() {
+        Some(map) if !map.is_empty() => html! {
+            dl class="args" {
+                @for (k, v) in map {
+                    dt { (k) }
+                    dd {
+                        @match v {
+                            serde_json::Value::String(s) => { (s) }
+                            other => { code { (other.to_string()) } }
+                        }
+                    }
+                }
+            }
+        },
+        _ => html! { p class="muted" { "No arguments." } },
+    }
+}
+
+fn attempts(attempts: &[job_attempt::Model]) -> Markup {
+    if attempts.is_empty() {
+        return html! { p class="muted" { "Not started yet." } };
+    }
+    html! {
+        div class="table-wrap" {
+            table class="attempts" {
+                thead { tr { th { "#" } th { "Node" } th { "Started" } th { "Finished" } th { "Outcome" } th { "Error" } } }
+                tbody {
+                    @for a in attempts {
+                        tr {
+                            td class="num" { (a.attempt) }
+                            td class="small" { (a.node) }
+                            td { (time(Some(crate::clock::to_datetime(a.started_at)))) }
+                            td { (time(a.finished_at.map(crate::clock::to_datetime))) }
+                            td { (a.outcome.as_deref().unwrap_or("running")) }
+                            td { @if let Some(e) = &a.error { pre class="error-text small" { (e) } } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

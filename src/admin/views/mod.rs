@@ -1,0 +1,7 @@
+//! Pure views: functions from data to markup, composed from one layout.
+pub mod components;
+pub mod error;
+pub mod form;
+pub mod job;
+pub mod layout;
+pub mod list;

@@ -1,0 +1,85 @@
+//! Reads for the admin's lists: filtered pages by keyset (never OFFSET) and capped counts.
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use super::Store;
+use crate::entity::job;
+use crate::error::Result;
+use crate::state::JobStatus;
+
+/// Counts above this show as "10,000+": counting stops there, so a view never scans the table.
+pub const COUNT_CAP: u64 = 10_000;
+
+/// What a list shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// Only these states (empty: all).
+    pub statuses: Vec<JobStatus>,
+    /// Only these kinds (empty: all).
+    pub kinds: Vec<String>,
+    /// Only jobs whose arguments contain this text.
+    pub text: Option<String>,
+}
+
+impl Store {
+    /// One page of jobs, newest first: those with an id below `before` (the cursor).
+    pub async fn list_jobs(
+        &self,
+        filter: &JobFilter,
+        before: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<job::Model>> {
+        let mut q = job::Entity::find().filter(condition(filter));
+        if let Some(before) = before {
+            q = q.filter(job::Column::Id.lt(before));
+        }
+        Ok(q.order_by_desc(job::Column::Id)
+            .limit(limit)
+            .all(self.connection())
+            .await?)
+    }
+
+    /// How many jobs match, counting at most [`COUNT_CAP`] + 1.
+    pub async fn count_capped(&self, filter: &JobFilter) -> Result<u64> {
+        let inner = Query::select()
+            .expr(Expr::val(1))
+            .from(job::Entity)
+            .cond_where(condition(filter))
+            .limit(COUNT_CAP + 1)
+            .to_owned();
+        let outer = Query::select()
+            .expr(Expr::cust("COUNT(*)"))
+            .from_subquery(inner, "capped")
+            .to_owned();
+        let row = self
+            .connection()
+            .query_one(&outer)
+            .await?
+            .map(|r| r.try_get_by_index::<i64>(0))
+            .transpose()?;
+        Ok(row.unwrap_or(0).clamp(0, i64::MAX) as u64)
+    }
+}
+
+use sea_orm::ConnectionTrait;
+
+fn condition(filter: &JobFilter) -> Condition {
+    let mut cond = Condition::all();
+    if !filter.statuses.is_empty() {
+        cond = cond.add(job::Column::Status.is_in(filter.statuses.iter().map(|s| s.as_str())));
+    }
+    if !filter.kinds.is_empty() {
+        cond = cond.add(job::Column::Kind.is_in(filter.kinds.iter().cloned()));
+    }
+    if let Some(text) = filter.text.as_deref().filter(|t| !t.is_empty()) {
+        // A plain substring: escape LIKE's wildcards so `%` and `_` match themselves.
+        let escaped = text
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        cond = cond.add(Expr::col(job::Column::Args).like(
+            sea_orm::sea_query::LikeExpr::new(format!("%{escaped}%")).escape('\\'),
+        ));
+    }
+    cond
+}
