@@ -54,9 +54,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Operator {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts.extensions.get::<Operator>().cloned().unwrap_or(Operator {
-            name: "admin".into(),
-        }))
+        Ok(parts
+            .extensions
+            .get::<Operator>()
+            .cloned()
+            .unwrap_or(Operator {
+                name: "admin".into(),
+            }))
     }
 }
 

@@ -69,7 +69,7 @@ fn hex(s: &str) -> String {
 }
 
 fn unhex(s: &str) -> Option<String> {
-    if s.is_empty() || s.len() % 2 != 0 || s.len() > 2048 {
+    if s.is_empty() || !s.len().is_multiple_of(2) || s.len() > 2048 {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..s.len())

@@ -198,7 +198,12 @@ impl Hub {
         }
         let base = self.base().to_owned();
         match ev {
-            JobEvent::Log { id: line_id, at, line, .. } => {
+            JobEvent::Log {
+                id: line_id,
+                at,
+                line,
+                ..
+            } => {
                 if let Some(tx) = job_tx {
                     let html = views::job::log_line(at, &line).into_string();
                     let json = serde_json::json!({"id": line_id, "at": crate::clock::to_datetime(at), "line": line});
@@ -216,7 +221,9 @@ impl Hub {
                     JobEvent::Status { from, .. } => Some(*from),
                     _ => None,
                 };
-                let Ok(job) = self.worker.job(id).await else { return };
+                let Ok(job) = self.worker.job(id).await else {
+                    return;
+                };
                 if let Some(tx) = job_tx {
                     for frame in job_frames(&base, &job, from.is_some()) {
                         let _ = tx.send(Arc::new(frame));

@@ -50,12 +50,7 @@ impl std::ops::Deref for AdminState {
 
 impl AdminState {
     /// The frame of a full page: base, flash, counts.
-    pub async fn page_ctx(
-        &self,
-        base: &str,
-        flash: Option<String>,
-        tab: Option<&str>,
-    ) -> PageCtx {
+    pub async fn page_ctx(&self, base: &str, flash: Option<String>, tab: Option<&str>) -> PageCtx {
         PageCtx {
             base: base.to_owned(),
             flash,
@@ -98,5 +93,9 @@ async fn render_errors(State(st): State<AdminState>, req: Request, next: Next) -
         return (status, axum::Json(body)).into_response();
     }
     let ctx = st.page_ctx(&base, None, None).await;
-    (status, views::error::error_page(&ctx, status.as_u16(), &err.message)).into_response()
+    (
+        status,
+        views::error::error_page(&ctx, status.as_u16(), &err.message),
+    )
+        .into_response()
 }

@@ -186,20 +186,25 @@ pub fn humanize(name: &str) -> String {
 ///
 /// `offset_minutes` is the operator's UTC offset (east positive) for date-time fields entered in
 /// local time; without it they are read as UTC.
+/// With `update`, an empty secret is left out: the job keeps the secret it has.
 pub fn parse(
     fields: &[Field],
     input: &BTreeMap<String, String>,
+    update: bool,
 ) -> Result<Value, BTreeMap<String, String>> {
     let mut args = Map::new();
     let mut errors = BTreeMap::new();
     for f in fields {
         let raw = input.get(&f.name).map(|s| s.trim()).unwrap_or("");
         if f.widget == Widget::Checkbox {
-            args.insert(f.name.clone(), Value::Bool(!raw.is_empty() && raw != "false"));
+            args.insert(
+                f.name.clone(),
+                Value::Bool(!raw.is_empty() && raw != "false"),
+            );
             continue;
         }
         if raw.is_empty() {
-            if f.required {
+            if f.required && !(update && f.widget == Widget::Secret) {
                 errors.insert(f.name.clone(), "is required".into());
             }
             continue;
@@ -233,7 +238,9 @@ pub fn parse(
             Widget::DateTime => parse_time(raw, input.get("tz_offset"))
                 .map(|t| Value::String(t.to_rfc3339()))
                 .ok_or_else(|| "is not a date and time".into()),
-            Widget::Json => serde_json::from_str(raw).map_err(|e| format!("is not valid JSON: {e}")),
+            Widget::Json => {
+                serde_json::from_str(raw).map_err(|e| format!("is not valid JSON: {e}"))
+            }
             Widget::Checkbox => unreachable!("handled above"),
         };
         match parsed {
@@ -279,7 +286,10 @@ mod tests {
     fn newsletter_form_has_text_textarea_and_secret() {
         let kind = JobKind::new("n", |_: SendNewsletter, _: JobContext| async { Ok(()) });
         let f = fields(&kind);
-        let widgets: Vec<_> = f.iter().map(|f| (f.name.as_str(), f.widget.clone())).collect();
+        let widgets: Vec<_> = f
+            .iter()
+            .map(|f| (f.name.as_str(), f.widget.clone()))
+            .collect();
         assert_eq!(
             widgets,
             [
@@ -300,7 +310,7 @@ mod tests {
         assert!(!f[0].required);
         let mut input = BTreeMap::new();
         input.insert("minutes".to_owned(), "many".to_owned());
-        let errors = parse(&f, &input).unwrap_err();
+        let errors = parse(&f, &input, false).unwrap_err();
         assert_eq!(errors["minutes"], "must be a whole number");
     }
 

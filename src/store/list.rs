@@ -77,9 +77,10 @@ fn condition(filter: &JobFilter) -> Condition {
             .replace('\\', "\\\\")
             .replace('%', "\\%")
             .replace('_', "\\_");
-        cond = cond.add(Expr::col(job::Column::Args).like(
-            sea_orm::sea_query::LikeExpr::new(format!("%{escaped}%")).escape('\\'),
-        ));
+        cond = cond.add(
+            Expr::col(job::Column::Args)
+                .like(sea_orm::sea_query::LikeExpr::new(format!("%{escaped}%")).escape('\\')),
+        );
     }
     cond
 }

@@ -19,6 +19,7 @@ use crate::admin::error::WebError;
 use crate::admin::extract::Base;
 use crate::admin::hub::{self, Frame, ListChange};
 use crate::admin::views;
+use crate::store::JobFilter;
 
 type BoxedEvents = std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>>;
 type EventStream = Sse<axum::response::sse::KeepAliveStream<BoxedEvents>>;
@@ -61,7 +62,8 @@ pub async fn job_events(
     let mut first: Vec<Event> = Vec::with_capacity(missed.len() + 3);
     for l in &missed {
         let html = views::job::log_line(l.at, &l.line).into_string();
-        let json_data = serde_json::json!({"id": l.id, "at": crate::clock::to_datetime(l.at), "line": l.line});
+        let json_data =
+            serde_json::json!({"id": l.id, "at": crate::clock::to_datetime(l.at), "line": l.line});
         first.push(event(
             &Frame {
                 event: "log".into(),
@@ -77,28 +79,31 @@ pub async fn job_events(
         first.push(event(&frame, json));
     }
     let finished = job.status.is_finished();
-    let live = stream::unfold((rx, last, finished), move |(mut rx, mut last, done)| async move {
-        if done {
-            return None;
-        }
-        loop {
-            match rx.recv().await {
-                Ok(frame) => {
-                    if frame.event == "log" {
-                        match frame.id {
-                            Some(fid) if fid <= last => continue,
-                            Some(fid) => last = fid,
-                            None => {}
-                        }
-                    }
-                    let end = frame.event == "end";
-                    return Some((Ok(event(&frame, json)), (rx, last, end)));
-                }
-                // Too slow: end the stream; the browser reconnects with Last-Event-ID.
-                Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return None,
+    let live = stream::unfold(
+        (rx, last, finished),
+        move |(mut rx, mut last, done)| async move {
+            if done {
+                return None;
             }
-        }
-    });
+            loop {
+                match rx.recv().await {
+                    Ok(frame) => {
+                        if frame.event == "log" {
+                            match frame.id {
+                                Some(fid) if fid <= last => continue,
+                                Some(fid) => last = fid,
+                                None => {}
+                            }
+                        }
+                        let end = frame.event == "end";
+                        return Some((Ok(event(&frame, json)), (rx, last, end)));
+                    }
+                    // Too slow: end the stream; the browser reconnects with Last-Event-ID.
+                    Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return None,
+                }
+            }
+        },
+    );
     let stream = stream::iter(first.into_iter().map(Ok)).chain(live);
     Ok(Sse::new(stream.boxed()).keep_alive(KeepAlive::default()))
 }
@@ -115,39 +120,46 @@ pub async fn list_events(
     let stream = stream::unfold(rx, move |mut rx: broadcast::Receiver<ListChange>| {
         let filter = filter.clone();
         async move {
-            loop {
-                match rx.recv().await {
-                    Ok(ListChange::Counts(frames)) => {
-                        let events: Vec<_> = frames.iter().map(|f| Ok(event(f, false))).collect();
-                        return Some((stream::iter(events), rx));
-                    }
-                    Ok(ListChange::Job { job, row, from }) => {
-                        let matches = (filter.statuses.is_empty()
-                            || filter.statuses.contains(&job.status))
-                            && (filter.kinds.is_empty() || filter.kinds.contains(&job.job))
-                            && filter
-                                .text
-                                .as_deref()
-                                .is_none_or(|t| job.args.to_string().contains(t));
-                        let entered = match from {
-                            Some(None) => true,
-                            Some(Some(before)) => {
-                                !filter.statuses.is_empty() && !filter.statuses.contains(&before)
-                            }
-                            None => false,
-                        };
-                        let ev = if matches && entered && prepend {
-                            Event::default().event("new-row").data(&row.html)
-                        } else {
-                            event(&row, false)
-                        };
-                        return Some((stream::iter(vec![Ok(ev)]), rx));
-                    }
-                    Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return None,
+            match rx.recv().await {
+                Ok(change) => {
+                    let events = list_change_events(&change, &filter, prepend);
+                    Some((stream::iter(events.into_iter().map(Ok)), rx))
                 }
+                // Too slow: end the stream; the browser reconnects.
+                Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => None,
             }
         }
     })
     .flatten();
     Ok(Sse::new(stream.boxed()).keep_alive(KeepAlive::default()))
+}
+
+/// What one list change means for a page showing `filter`: a row that replaces itself, a new row
+/// on top (the job just entered this tab), or new counts.
+fn list_change_events(change: &ListChange, filter: &JobFilter, prepend: bool) -> Vec<Event> {
+    match change {
+        ListChange::Counts(frames) => frames.iter().map(|f| event(f, false)).collect(),
+        ListChange::Job { job, row, from } => {
+            let matches = (filter.statuses.is_empty() || filter.statuses.contains(&job.status))
+                && (filter.kinds.is_empty() || filter.kinds.contains(&job.job))
+                && filter
+                    .text
+                    .as_deref()
+                    .is_none_or(|t| job.args.to_string().contains(t));
+            let entered = match from {
+                // Just created.
+                Some(None) => true,
+                Some(Some(before)) => {
+                    !filter.statuses.is_empty() && !filter.statuses.contains(before)
+                }
+                // Progress, not a state change.
+                None => false,
+            };
+            if matches && entered && prepend {
+                vec![Event::default().event("new-row").data(&row.html)]
+            } else {
+                vec![event(row, false)]
+            }
+        }
+    }
 }

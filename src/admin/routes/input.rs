@@ -71,7 +71,11 @@ pub struct ListSpec {
 
 impl ListQuery {
     pub fn check(&self, worker: &Worker) -> Result<ListSpec, WebError> {
-        let tab = self.status.as_deref().filter(|s| !s.is_empty()).unwrap_or("all");
+        let tab = self
+            .status
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("all");
         let statuses = match tab {
             "all" => vec![],
             "running" => JobStatus::ACTIVE.to_vec(),

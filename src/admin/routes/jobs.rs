@@ -53,11 +53,17 @@ pub async fn list_jobs(
             Job::from_model(m, kind.as_ref())
         })
         .collect::<Result<_, _>>()?;
-    let next = if more { jobs.last().map(|j| j.id) } else { None };
+    let next = if more {
+        jobs.last().map(|j| j.id)
+    } else {
+        None
+    };
     if json {
         let counts = st.hub.counts().await?;
-        return Ok(axum::Json(serde_json::json!({"jobs": jobs, "next": next, "counts": counts}))
-            .into_response());
+        return Ok(
+            axum::Json(serde_json::json!({"jobs": jobs, "next": next, "counts": counts}))
+                .into_response(),
+        );
     }
     let kinds = st.worker.kinds();
     let mut groups: Vec<String> = kinds.iter().map(|k| k.group_name().to_owned()).collect();
@@ -139,8 +145,11 @@ pub async fn create_job(
         Body::Json(v) => {
             let req: CreateJson = serde_json::from_value(v)
                 .map_err(|e| WebError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
-            let mut new = NewJob::from_value(req.job, req.args.unwrap_or(Value::Object(Default::default())))
-                .created_by(op.name);
+            let mut new = NewJob::from_value(
+                req.job,
+                req.args.unwrap_or(Value::Object(Default::default())),
+            )
+            .created_by(op.name);
             if let Some(at) = req.schedule_at {
                 new = new.schedule_at(at);
             }
@@ -155,12 +164,12 @@ pub async fn create_job(
                     format!("no job kind named {name:?}"),
                 )]))
             })?;
-            let made = form_args(&kind, &form).and_then(|(args, at)| {
-                let mut new = NewJob::from_value(kind.name(), args).created_by(op.name.clone());
-                if let Some(at) = at {
-                    new = new.schedule_at(at);
+            let made = form_args(&kind, &form, false).map(|(args, at)| {
+                let new = NewJob::from_value(kind.name(), args).created_by(op.name.clone());
+                match at {
+                    Some(at) => new.schedule_at(at),
+                    None => new,
                 }
-                Ok(new)
             });
             let result = match made {
                 Ok(new) => st.worker.insert(new).await.map_err(form_error),
@@ -242,7 +251,10 @@ fn job_json(view: &JobView) -> Value {
             })
             .collect();
         map.insert("log".into(), Value::Array(log));
-        map.insert("results".into(), serde_json::to_value(&view.results).unwrap_or_default());
+        map.insert(
+            "results".into(),
+            serde_json::to_value(&view.results).unwrap_or_default(),
+        );
         map.insert("attempts".into(), Value::Array(attempts));
     }
     v
@@ -319,7 +331,7 @@ async fn update_from_form(
         .worker
         .kind(&current.job)
         .ok_or_else(|| WebError::from(Error::UnknownKind(current.job.clone())))?;
-    let result = match form_args(&kind, &form) {
+    let result = match form_args(&kind, &form, true) {
         Ok((args, at)) => st.worker.update(id, args, at).await.map_err(form_error),
         Err(e) => Err(e),
     };
@@ -334,7 +346,11 @@ async fn update_from_form(
             let state = refill(&kind, &form, errors);
             let view = job_view(&st, id, Some(state)).await?;
             let ctx = st.page_ctx(&base, None, None).await;
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, views::job::job_page(&ctx, &view)).into_response())
+            Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                views::job::job_page(&ctx, &view),
+            )
+                .into_response())
         }
         Err(FormError::Fields(errors)) => Err(WebError::invalid(errors)),
         Err(FormError::Other(e)) => Err(e),
@@ -396,7 +412,11 @@ pub async fn delete_job(
         (job, StatusCode::OK, format!("Job #{id} cancelled."))
     } else {
         let job = st.worker.abort(id, &op.name).await?;
-        (job, StatusCode::ACCEPTED, format!("Abort requested for job #{id}."))
+        (
+            job,
+            StatusCode::ACCEPTED,
+            format!("Abort requested for job #{id}."),
+        )
     };
     Ok(acted(json, htmx, &base, status, &job, &msg))
 }
@@ -426,10 +446,9 @@ fn form_error(e: Error) -> FormError {
             field: None,
             message,
         } => FormError::Fields(BTreeMap::from([("_form".to_owned(), message)])),
-        Error::NotSchedulable(_) => FormError::Fields(BTreeMap::from([(
-            "schedule_at".to_owned(),
-            e.to_string(),
-        )])),
+        Error::NotSchedulable(_) => {
+            FormError::Fields(BTreeMap::from([("schedule_at".to_owned(), e.to_string())]))
+        }
         other => FormError::Other(other.into()),
     }
 }
@@ -438,17 +457,22 @@ fn form_error(e: Error) -> FormError {
 fn form_args(
     kind: &JobKind,
     form: &BTreeMap<String, String>,
+    update: bool,
 ) -> Result<(Value, Option<DateTime<Utc>>), FormError> {
     let fields = schema_form::fields(kind);
     let mut errors = BTreeMap::new();
-    let args = match schema_form::parse(&fields, form) {
+    let args = match schema_form::parse(&fields, form, update) {
         Ok(a) => Some(a),
         Err(e) => {
             errors = e;
             None
         }
     };
-    let at = match form.get("schedule_at").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+    let at = match form
+        .get("schedule_at")
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+    {
         None => None,
         Some(raw) => match schema_form::parse_time(raw, form.get("tz_offset")) {
             Some(t) => Some(t),
@@ -465,7 +489,11 @@ fn form_args(
 }
 
 /// The operator's input re-shown with errors (never the secrets).
-fn refill(kind: &JobKind, form: &BTreeMap<String, String>, mut errors: BTreeMap<String, String>) -> FormState {
+fn refill(
+    kind: &JobKind,
+    form: &BTreeMap<String, String>,
+    mut errors: BTreeMap<String, String>,
+) -> FormState {
     let secrets: Vec<String> = kind.secret_fields().map(str::to_owned).collect();
     let values = form
         .iter()
@@ -497,7 +525,10 @@ fn prefill(job: &Job) -> FormState {
         }
     }
     if let Some(at) = job.schedule_at {
-        values.insert("schedule_at".into(), at.format("%Y-%m-%dT%H:%M:%S").to_string());
+        values.insert(
+            "schedule_at".into(),
+            at.format("%Y-%m-%dT%H:%M:%S").to_string(),
+        );
     }
     FormState {
         values,

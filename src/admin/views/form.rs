@@ -19,9 +19,17 @@ pub struct FormState {
 }
 
 /// The kind chooser (grouped), or straight to a form when one kind is chosen or there is only one.
-pub fn new_job_page(ctx: &PageCtx, kinds: &[JobKind], chosen: Option<(&JobKind, &FormState)>) -> Markup {
+pub fn new_job_page(
+    ctx: &PageCtx,
+    kinds: &[JobKind],
+    chosen: Option<(&JobKind, &FormState)>,
+) -> Markup {
     let base = &ctx.base;
-    let single = if kinds.len() == 1 { kinds.first() } else { None };
+    let single = if kinds.len() == 1 {
+        kinds.first()
+    } else {
+        None
+    };
     let default_state = FormState::default();
     let chosen = chosen.or(single.map(|k| (k, &default_state)));
     page(
@@ -176,7 +184,9 @@ fn urlencode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }

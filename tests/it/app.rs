@@ -1,0 +1,115 @@
+//! `spawn_app`: a real admin server on port 0 over a real SQLite file, with running workers.
+use std::time::Duration;
+
+use nightshift::Worker;
+
+use crate::helpers::{TestDb, builder, register, temp_db};
+
+pub struct TestApp {
+    pub addr: String,
+    /// The mount prefix ("" or e.g. "/admin/jobs").
+    pub prefix: String,
+    pub worker: Worker,
+    pub client: reqwest::Client,
+    _db: TestDb,
+}
+
+/// The admin at the root.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_at("").await
+}
+
+/// The admin nested under `prefix` in a host app that has routes of its own.
+pub async fn spawn_app_at(prefix: &str) -> TestApp {
+    let db = temp_db();
+    let worker = builder(&db)
+        .grace_period(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap();
+    nightshift::demo::register(&worker).unwrap();
+    register(&worker);
+    worker.start().await.unwrap();
+    let admin = nightshift::admin::router(worker.clone());
+    let app: axum::Router = if prefix.is_empty() {
+        admin
+    } else {
+        axum::Router::new()
+            .route("/", axum::routing::get(|| async { "host app" }))
+            .nest(prefix, admin)
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    TestApp {
+        addr,
+        prefix: prefix.to_owned(),
+        worker,
+        client,
+        _db: db,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}{}", self.addr, self.prefix, path)
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let res = self
+            .client
+            .get(self.url(path))
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn get_html(&self, path: &str) -> (u16, String) {
+        let res = self.client.get(self.url(path)).send().await.unwrap();
+        (res.status().as_u16(), res.text().await.unwrap())
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let res = self
+            .client
+            .post(self.url(path))
+            .header("Accept", "application/json")
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates a job through the API and returns its id.
+    pub async fn create(&self, job: &str, args: serde_json::Value) -> i64 {
+        let (status, body) = self
+            .post_json("/workers", &serde_json::json!({"job": job, "args": args}))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_i64().unwrap()
+    }
+}
