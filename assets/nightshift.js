@@ -15,13 +15,16 @@
   function localize(root) {
     root.querySelectorAll("time[datetime]").forEach(function (t) {
       var d = new Date(t.getAttribute("datetime"));
-      if (!isNaN(d)) {
-        t.textContent = d.toLocaleString(undefined, {
-          year: "numeric", month: "short", day: "numeric",
-          hour: "2-digit", minute: "2-digit", second: "2-digit"
-        });
-        t.title = t.getAttribute("datetime");
+      if (isNaN(d)) { return; }
+      if (t.getAttribute("data-format") === "time") {
+        t.textContent = pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds()) +
+          "." + String(d.getMilliseconds()).padStart(3, "0");
+        return;
       }
+      var opts = { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" };
+      if (d.getFullYear() !== new Date().getFullYear()) { opts.year = "numeric"; }
+      t.textContent = d.toLocaleString(undefined, opts);
+      t.title = t.getAttribute("datetime");
     });
     root.querySelectorAll("input[data-csrf]").forEach(function (i) { i.value = token; });
     root.querySelectorAll("[data-zone]").forEach(function (z) {

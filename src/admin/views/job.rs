@@ -156,7 +156,9 @@ pub fn log_line(at: i64, line: &str) -> Markup {
     let at = crate::clock::to_datetime(at);
     html! {
         div class="line" {
-            span class="at" { (at.format("%H:%M:%S%.3f")) }
+            time class="at" datetime=(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)) data-format="time" {
+                (at.format("%H:%M:%S%.3f"))
+            }
             " "
             span class="text" { (line) }
         }

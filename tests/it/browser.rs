@@ -1,0 +1,455 @@
+//! The admin in a real headless Chromium (Debian's `chromium` and `chromium-driver`), driven over
+//! WebDriver: forms, live updates without reloads, abort, reschedule, cancel, a prefix mount.
+//!
+//! Without a `chromedriver` on the PATH these tests say so and pass, unless
+//! `NIGHTSHIFT_REQUIRE_BROWSER=1` (set by `.ci/run`), where a missing browser fails them.
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use nightshift::JobStatus;
+use serde_json::json;
+
+use crate::app::{TestApp, spawn_app, spawn_app_at};
+use crate::helpers::{finished, wait_for};
+
+/// Chromium is heavy on a 2-core machine: one browser test at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+struct Browser {
+    client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+async fn browser() -> Option<Browser> {
+    let driver_bin = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let Some(driver_bin) = driver_bin else {
+        if std::env::var("NIGHTSHIFT_REQUIRE_BROWSER").as_deref() == Ok("1") {
+            panic!("chromedriver is not installed (apt-get install chromium chromium-driver)");
+        }
+        eprintln!(
+            "skipping browser test: no chromedriver (apt-get install chromium chromium-driver)"
+        );
+        return None;
+    };
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let driver = Command::new(driver_bin)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let profile = tempfile::tempdir().unwrap();
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1280,1000",
+                format!("--user-data-dir={}", profile.path().display()),
+            ]
+        }),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let mut last_err = None;
+    for _ in 0..50 {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector)
+            .capabilities(caps.clone())
+            .connect(&url)
+            .await
+        {
+            Ok(client) => {
+                return Some(Browser {
+                    client,
+                    driver,
+                    _profile: profile,
+                });
+            }
+            Err(e) => last_err = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("could not start a Chromium session: {last_err:?}");
+}
+
+/// Polls `cond` in the page (a JS expression) until it is true.
+async fn until(c: &Client, what: &str, js: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = c
+            .execute(&format!("return !!({js});"), vec![])
+            .await
+            .unwrap();
+        if v == json!(true) {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let src = c.source().await.unwrap_or_default();
+            panic!(
+                "timed out waiting for {what} ({js});\npage: {}",
+                &src[..src.len().min(4000)]
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn text(c: &Client, js: &str) -> String {
+    c.execute(&format!("return String({js});"), vec![])
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn accept_confirm(c: &Client) {
+    for _ in 0..50 {
+        if c.accept_alert().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no confirm dialog appeared");
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_a_job_from_the_form_and_watch_it_live_to_the_end() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(b) = browser().await else { return };
+    let app = spawn_app().await;
+    let c = &b.client;
+    c.goto(&app.url("/workers/new")).await.unwrap();
+    c.find(Locator::LinkText("Send Newsletter"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        c,
+        "the generated form",
+        "document.querySelector('input[name=subject]')",
+    )
+    .await;
+    // The form follows the argument type: text, textarea, password, Schedule Time with a zone.
+    assert_eq!(
+        text(c, "document.querySelector('[name=content]').tagName").await,
+        "TEXTAREA"
+    );
+    assert_eq!(
+        text(c, "document.querySelector('[name=send_password]').type").await,
+        "password"
+    );
+    assert!(
+        !text(c, "document.querySelector('[data-zone]').textContent")
+            .await
+            .is_empty()
+    );
+    // Submitting it empty re-renders with the messages beside the fields.
+    click(c, "form.job-form button[type=submit]").await;
+    until(c, "field errors", "document.querySelector('.field-error')").await;
+    assert!(
+        text(c, "document.body.innerText")
+            .await
+            .contains("Subject is required")
+    );
+
+    c.find(Locator::Css("[name=subject]"))
+        .await
+        .unwrap()
+        .send_keys("Winter <sale>")
+        .await
+        .unwrap();
+    c.find(Locator::Css("[name=content]"))
+        .await
+        .unwrap()
+        .send_keys("Hello")
+        .await
+        .unwrap();
+    c.find(Locator::Css("[name=send_password]"))
+        .await
+        .unwrap()
+        .send_keys("hunter2")
+        .await
+        .unwrap();
+    click(c, "form.job-form button[type=submit]").await;
+    until(c, "the job page", "document.querySelector('#job-log')").await;
+    assert!(
+        text(c, "document.querySelector('.flash').textContent")
+            .await
+            .contains("created")
+    );
+    // From here on, nothing reloads: a marker on the window survives only without navigation.
+    c.execute("window.__stay = 42;", vec![]).await.unwrap();
+    until(
+        c,
+        "log lines arriving",
+        "document.querySelectorAll('#job-log .line').length > 10",
+    )
+    .await;
+    until(
+        c,
+        "progress moving",
+        "Number(document.querySelector('#job-progress progress').value) > 10",
+    )
+    .await;
+    until(
+        c,
+        "the end",
+        "document.querySelector('#job-status .badge-done')",
+    )
+    .await;
+    assert_eq!(
+        text(c, "document.querySelector('#job-progress progress').value").await,
+        "100"
+    );
+    assert_eq!(
+        c.execute("return window.__stay;", vec![]).await.unwrap(),
+        json!(42)
+    );
+    let log = text(c, "document.querySelector('#job-log').innerText").await;
+    assert!(log.contains("Sending newsletter 100..."), "{log}");
+    assert!(log.contains("Finished send newsletters"));
+    assert!(!text(c, "document.body.innerHTML").await.contains("hunter2"));
+    assert!(
+        text(c, "document.body.innerText")
+            .await
+            .contains("Winter <sale>")
+    );
+    b.client.clone().close().await.ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_a_running_job_after_confirming() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(b) = browser().await else { return };
+    let app = spawn_app().await;
+    let c = &b.client;
+    let id = app.create("Work", json!({"lines": 3, "ms": 60_000})).await;
+    wait_for(&app.worker, id, "running", |j| {
+        j.status == JobStatus::Running
+    })
+    .await;
+    c.goto(&app.url(&format!("/workers/{id}"))).await.unwrap();
+    until(
+        c,
+        "the abort button",
+        "document.querySelector('#job-status button.danger')",
+    )
+    .await;
+    // Declining the confirmation does nothing.
+    click(c, "#job-status button.danger").await;
+    for _ in 0..50 {
+        if c.dismiss_alert().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.worker.job(id).await.unwrap().status, JobStatus::Running);
+    click(c, "#job-status button.danger").await;
+    accept_confirm(c).await;
+    until(
+        c,
+        "killed",
+        "document.querySelector('#job-status .badge-killed')",
+    )
+    .await;
+    let job = finished(&app.worker, id).await;
+    assert_eq!(job.status, JobStatus::Killed);
+    assert!(
+        text(c, "document.querySelector('#job-log').innerText")
+            .await
+            .contains("Aborted by admin")
+    );
+    b.client.clone().close().await.ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reschedule_a_scheduled_job_then_cancel_another() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(b) = browser().await else { return };
+    let app = spawn_app().await;
+    let c = &b.client;
+    let args = json!({"subject": "Later", "content": "c", "send_password": "p"});
+    let later = chrono::Utc::now() + chrono::Duration::hours(2);
+    let id = app
+        .worker
+        .schedule("Send Newsletter", &args, later)
+        .await
+        .unwrap();
+    c.goto(&app.url(&format!("/workers/{id}"))).await.unwrap();
+    until(
+        c,
+        "the update form",
+        "document.querySelector('#update input[name=schedule_at]')",
+    )
+    .await;
+    // The prefilled time is shown in the browser's zone and means the stored instant.
+    let shown = text(
+        c,
+        "new Date(document.querySelector('#update input[name=schedule_at]').value).getTime()",
+    )
+    .await;
+    assert_eq!(shown.parse::<i64>().unwrap() / 1000, later.timestamp());
+    // Move it to two seconds from now, in local time as an operator would type it.
+    c.execute(
+        "const d = new Date(Date.now() + 2000); const p = n => String(n).padStart(2, '0');
+         document.querySelector('#update input[name=schedule_at]').value =
+           d.getFullYear() + '-' + p(d.getMonth() + 1) + '-' + p(d.getDate()) + 'T' +
+           p(d.getHours()) + ':' + p(d.getMinutes()) + ':' + p(d.getSeconds());",
+        vec![],
+    )
+    .await
+    .unwrap();
+    click(c, "#update button[type=submit]").await;
+    until(c, "the flash", "document.querySelector('.flash') && document.querySelector('.flash').textContent.includes('updated')").await;
+    let job = app.worker.job(id).await.unwrap();
+    let moved = job.schedule_at.unwrap();
+    assert!(
+        moved < later - chrono::Duration::minutes(90),
+        "moved to {moved}"
+    );
+    until(
+        c,
+        "it starts by itself",
+        "document.querySelector('#job-status .badge-running')",
+    )
+    .await;
+    assert!(job.args["send_password"] == "••••••");
+    assert!(
+        app.worker
+            .store()
+            .job(id)
+            .await
+            .unwrap()
+            .args
+            .contains("\"p\""),
+        "secret kept"
+    );
+
+    let other = app
+        .worker
+        .schedule("Send Newsletter", &args, later)
+        .await
+        .unwrap();
+    c.goto(&app.url(&format!("/workers/{other}")))
+        .await
+        .unwrap();
+    until(
+        c,
+        "the cancel button",
+        "document.querySelector('#job-status button.danger')",
+    )
+    .await;
+    click(c, "#job-status button.danger").await;
+    accept_confirm(c).await;
+    until(
+        c,
+        "cancelled",
+        "document.querySelector('#job-status .badge-cancelled')",
+    )
+    .await;
+    assert_eq!(
+        app.worker.job(other).await.unwrap().status,
+        JobStatus::Cancelled
+    );
+    b.client.clone().close().await.ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_prefix_the_assets_load_and_the_running_view_updates_live() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(b) = browser().await else { return };
+    let app: TestApp = spawn_app_at("/admin/jobs").await;
+    let c = &b.client;
+    c.goto(&app.url("/workers?status=running")).await.unwrap();
+    until(
+        c,
+        "htmx loaded from the prefix",
+        "window.htmx && htmx.version",
+    )
+    .await;
+    until(
+        c,
+        "the list stream open",
+        "document.querySelector('.shell[sse-connect]')",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.execute("window.__stay = 1;", vec![]).await.unwrap();
+    // A job starts: its row appears in the Running view and moves, without a reload.
+    let id = app
+        .create(
+            "Send Newsletter",
+            json!({"subject": "s", "content": "c", "send_password": "p"}),
+        )
+        .await;
+    until(
+        c,
+        "the new row",
+        &format!("document.querySelector('#job-{id}')"),
+    )
+    .await;
+    until(
+        c,
+        "its progress moving",
+        &format!("Number(document.querySelector('#job-{id} progress').value) > 5"),
+    )
+    .await;
+    until(
+        c,
+        "the running count",
+        "document.querySelector('nav.side a.active .count').textContent.trim() === '1'",
+    )
+    .await;
+    assert_eq!(
+        c.execute("return window.__stay;", vec![]).await.unwrap(),
+        json!(1)
+    );
+    // Its link stays under the prefix and opens the detail page there.
+    let href = text(
+        c,
+        &format!("document.querySelector('#job-{id} a').getAttribute('href')"),
+    )
+    .await;
+    assert_eq!(href, format!("/admin/jobs/workers/{id}"));
+    c.goto(&format!("{}{href}", app.addr)).await.unwrap();
+    until(
+        c,
+        "live log under the prefix",
+        "document.querySelectorAll('#job-log .line').length > 5",
+    )
+    .await;
+    let shot = c.screenshot().await.unwrap();
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshot.png");
+    std::fs::write(&path, shot).unwrap();
+    b.client.clone().close().await.ok();
+}
