@@ -109,6 +109,7 @@ pub struct JobKind {
     pub(crate) max_attempts: u32,
     pub(crate) backoff: Backoff,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) role: crate::role::Role,
     pub(crate) schema: Arc<Value>,
     pub(crate) secrets: Arc<BTreeSet<String>>,
     pub(crate) handler: ErasedHandler,
@@ -156,6 +157,7 @@ impl JobKind {
             max_attempts: 1,
             backoff: Backoff::default(),
             timeout: None,
+            role: crate::role::Role::Operator,
             schema: Arc::new(schema),
             secrets: Arc::new(secrets),
             handler: erased,
@@ -197,6 +199,18 @@ impl JobKind {
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
+    }
+
+    /// The role an operator needs to create, abort, cancel, update or rerun jobs of this kind
+    /// (default: `operator`).
+    pub fn role(mut self, role: crate::role::Role) -> Self {
+        self.role = role;
+        self
+    }
+
+    /// The role this kind's actions need.
+    pub fn required_role(&self) -> crate::role::Role {
+        self.role
     }
 
     /// The kind's name.

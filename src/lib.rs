@@ -35,6 +35,7 @@
 //! # Ok(()) }
 //! ```
 pub mod admin;
+pub mod auth;
 pub mod clock;
 pub mod context;
 pub mod demo;
@@ -43,6 +44,7 @@ pub mod error;
 pub mod events;
 pub mod job;
 pub mod kind;
+pub mod role;
 pub(crate) mod runtime;
 pub mod state;
 pub mod store;
@@ -53,6 +55,7 @@ pub use error::{Error, Result};
 pub use events::JobEvent;
 pub use job::Job;
 pub use kind::{Backoff, JobKind};
+pub use role::Role;
 pub use runtime::Config;
 pub use state::JobStatus;
 pub use worker::{NewJob, Worker, WorkerBuilder};

@@ -1,8 +1,11 @@
-//! The `nightshift` binary: the admin and workers (`serve`), an extra worker node (`worker`), and
-//! `migrate`.
+//! The `nightshift` binary: the admin and workers (`serve`), an extra worker node (`worker`),
+//! `migrate`, and operator and token management.
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use nightshift::auth::session_store::DbSessionStore;
+use nightshift::auth::{Accounts, Auth, SessionOptions};
 use nightshift::{DEFAULT_DATABASE_URL, Worker};
 use tracing_subscriber::EnvFilter;
 
@@ -42,6 +45,9 @@ enum Command {
         /// Jobs run at once on this node.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
+        /// Mark the session cookie `Secure` (when served over HTTPS, or behind a TLS proxy).
+        #[arg(long, env = "NIGHTSHIFT_SECURE_COOKIES")]
+        secure_cookies: bool,
     },
     /// Run workers only (an extra node), no HTTP.
     Worker {
@@ -56,6 +62,42 @@ enum Command {
     },
     /// Apply database migrations.
     Migrate {
+        #[command(flatten)]
+        db: Db,
+    },
+    /// Manage operators.
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
+    },
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    /// Add an operator; the password is read from standard input.
+    Add {
+        name: String,
+        /// viewer, operator or admin.
+        #[arg(long, default_value = "operator")]
+        role: nightshift::Role,
+        #[command(flatten)]
+        db: Db,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a new API token for operator NAME (shown once).
+    Create {
+        name: String,
+        /// What the token is for.
+        #[arg(long, default_value = "cli")]
+        label: String,
         #[command(flatten)]
         db: Db,
     },
@@ -86,6 +128,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             no_workers,
             no_demo,
             concurrency,
+            secure_cookies,
         } => {
             let worker = build(&db, concurrency, no_demo).await?;
             if !no_workers {
@@ -94,11 +137,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(&bind)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
-            tracing::info!("admin at http://{}/", listener.local_addr()?);
-            let app = nightshift::admin::router(worker.clone());
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
-                .await?;
+            let addr = listener.local_addr()?;
+            let accounts = Accounts::new(worker.store().connection().clone());
+            if accounts.count().await? == 0 {
+                let token = accounts.create_setup_token().await?;
+                tracing::warn!(
+                    "no operator yet: create the first admin at http://{addr}/setup?token={token}"
+                );
+                eprintln!(
+                    "\n  First run: create the first admin at http://{addr}/setup?token={token}\n"
+                );
+            }
+            tracing::info!("admin at http://{addr}/");
+            let sessions = DbSessionStore::new(worker.store().connection().clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = sessions.delete_expired().await {
+                        tracing::warn!("could not delete expired sessions: {e}");
+                    }
+                }
+            });
+            let auth = Auth::Sessions(SessionOptions {
+                secure_cookies,
+                ..SessionOptions::default()
+            });
+            let app: axum::Router = nightshift::admin::router(worker.clone(), auth);
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
             worker.shutdown().await;
         }
         Command::Worker {
@@ -115,8 +186,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             nightshift::store::connect(&db.database_url).await?;
             eprintln!("migrations applied");
         }
+        Command::Operator {
+            command: OperatorCommand::Add { name, role, db },
+        } => {
+            let accounts = Accounts::new(nightshift::store::connect(&db.database_url).await?);
+            let password = read_password()?;
+            let op = accounts.add(&name, &password, role).await?;
+            eprintln!("operator {} added as {}", op.name, op.role);
+        }
+        Command::Token {
+            command: TokenCommand::Create { name, label, db },
+        } => {
+            let accounts = Accounts::new(nightshift::store::connect(&db.database_url).await?);
+            let (token, _) = accounts.create_token(&name, &label).await?;
+            println!("{token}");
+        }
     }
     Ok(())
+}
+
+/// The password from standard input: the first line (prompted for on a terminal).
+fn read_password() -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if std::io::stdin().is_terminal() {
+        eprint!("Password (at least 8 characters; it is echoed): ");
+        std::io::stderr().flush()?;
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 async fn build(db: &Db, concurrency: usize, no_demo: bool) -> anyhow::Result<Worker> {

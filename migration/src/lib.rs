@@ -5,6 +5,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261129_000001_create_jobs;
+mod m20261129_000002_create_operators;
 
 /// Applies every Nightshift migration in order.
 ///
@@ -19,7 +20,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261129_000001_create_jobs::Migration)]
+        vec![
+            Box::new(m20261129_000001_create_jobs::Migration),
+            Box::new(m20261129_000002_create_operators::Migration),
+        ]
     }
 
     fn migration_table_name() -> DynIden {

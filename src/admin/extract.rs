@@ -42,25 +42,26 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("application/json"))
 }
 
-/// Who is acting: set by an authentication layer in front of the admin as a request extension;
-/// without one, actions are recorded as "admin".
-#[derive(Debug, Clone)]
+/// Who is acting, as the admin's authentication found them.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Operator {
     /// The operator's name, recorded on the jobs they create and abort.
     pub name: String,
+    /// What they may do.
+    pub role: crate::role::Role,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Operator {
-    type Rejection = Infallible;
+    type Rejection = crate::admin::error::WebError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<Operator>()
-            .cloned()
-            .unwrap_or(Operator {
-                name: "admin".into(),
-            }))
+        // Every protected route runs behind the authentication layer, which puts it here.
+        parts.extensions.get::<Operator>().cloned().ok_or_else(|| {
+            crate::admin::error::WebError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "Please log in.",
+            )
+        })
     }
 }
 
@@ -73,5 +74,36 @@ impl<S: Send + Sync> FromRequestParts<S> for Flash {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(parts.extensions.get::<Flash>().cloned().unwrap_or_default())
+    }
+}
+
+/// What every page shows besides its content: the mount prefix, the flash message, the CSRF
+/// token and who is looking.
+#[derive(Debug, Clone, Default)]
+pub struct Chrome {
+    pub base: String,
+    pub flash: Option<String>,
+    pub csrf: Option<String>,
+    pub operator: Option<Operator>,
+}
+
+impl Chrome {
+    pub fn of(ext: &axum::http::Extensions) -> Chrome {
+        Chrome {
+            base: base_of(ext),
+            flash: ext.get::<Flash>().and_then(|f| f.0.clone()),
+            csrf: ext
+                .get::<crate::admin::security::Csrf>()
+                .map(|c| c.0.clone()),
+            operator: ext.get::<Operator>().cloned(),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Chrome {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Chrome::of(&parts.extensions))
     }
 }

@@ -290,7 +290,7 @@ pub fn job_frames(base: &str, job: &Job, status_changed: bool) -> Vec<Frame> {
         frames.push(Frame::new(
             "status",
             None,
-            views::job::status_panel(base, job).into_string(),
+            views::job::status_panel(base, job, None).into_string(),
             job,
         ));
         if job.status.is_finished() {

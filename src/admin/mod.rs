@@ -3,18 +3,21 @@
 //!
 //! ```no_run
 //! # async fn demo(worker: nightshift::Worker) {
-//! let app: axum::Router = axum::Router::new().nest("/admin/jobs", nightshift::admin::router(worker));
+//! use nightshift::auth::Auth;
+//! let app: axum::Router =
+//!     axum::Router::new().nest("/admin/jobs", nightshift::admin::router(worker, Auth::sessions()));
 //! # }
 //! ```
 //!
-//! The admin does not authenticate: put an authentication layer in front of it and insert an
-//! [`Operator`] into each request's extensions to record who acts.
+//! Every page needs a signed-in operator: with [`Auth::sessions`] the admin has its own login,
+//! operators and API tokens; with [`Auth::custom`] the host app says who is asking.
 pub mod error;
 pub mod extract;
 pub mod flash;
 pub mod hub;
 pub mod routes;
 pub mod schema_form;
+pub mod security;
 pub mod views;
 
 use std::sync::Arc;
@@ -23,11 +26,17 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
+use tower_sessions::cookie::SameSite;
+use tower_sessions::cookie::time::Duration as CookieDuration;
+use tower_sessions::{Expiry, SessionManagerLayer};
 
 pub use extract::Operator;
 
+use crate::auth::session_store::DbSessionStore;
+use crate::auth::{Accounts, Auth};
 use crate::worker::Worker;
 use error::ErrorBody;
+use extract::Chrome;
 use hub::Hub;
 use views::layout::PageCtx;
 
@@ -38,6 +47,8 @@ pub struct AdminState(Arc<Inner>);
 pub struct Inner {
     pub worker: Worker,
     pub hub: Arc<Hub>,
+    pub auth: Auth,
+    pub accounts: Accounts,
 }
 
 impl std::ops::Deref for AdminState {
@@ -49,32 +60,76 @@ impl std::ops::Deref for AdminState {
 }
 
 impl AdminState {
-    /// The frame of a full page: base, flash, counts.
-    pub async fn page_ctx(&self, base: &str, flash: Option<String>, tab: Option<&str>) -> PageCtx {
+    /// The frame of a full page: base, flash, counts, who is looking.
+    pub async fn page_ctx(&self, chrome: &Chrome, tab: Option<&str>) -> PageCtx {
         PageCtx {
-            base: base.to_owned(),
-            flash,
+            base: chrome.base.clone(),
+            flash: chrome.flash.clone(),
             counts: self.hub.counts().await.unwrap_or_default(),
             tab: tab.map(str::to_owned),
-            csrf: None,
-            operator: None,
+            csrf: chrome.csrf.clone(),
+            operator: chrome.operator.clone(),
+            sessions: matches!(self.auth, Auth::Sessions(_)),
         }
+    }
+}
+
+impl AdminState {
+    /// Refuses `op` when the kind asks for a higher role than theirs.
+    pub fn require_kind(&self, op: &Operator, kind: &str) -> Result<(), error::WebError> {
+        match self.worker.kind(kind) {
+            Some(k) if !op.role.allows(k.required_role()) => Err(error::WebError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                format!("Jobs of {kind:?} need the {} role.", k.required_role()),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// [`Self::require_kind`] for an existing job.
+    pub async fn require_job_kind(&self, op: &Operator, id: i64) -> Result<(), error::WebError> {
+        let job = self.worker.job(id).await?;
+        self.require_kind(op, &job.job)
     }
 }
 
 /// The admin router for `worker`: serve it at `/`, or mount it under any prefix with
 /// `Router::nest`; every link honours the prefix.
-pub fn router<S>(worker: Worker) -> Router<S>
+pub fn router<S>(worker: Worker, auth: Auth) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
+    let db = worker.store().connection().clone();
     let state = AdminState(Arc::new(Inner {
         hub: Hub::new(worker.clone()),
+        accounts: Accounts::new(db.clone()),
         worker,
+        auth: auth.clone(),
     }));
-    routes::routes()
+    let protected = routes::protected().layer(from_fn(security::require_login));
+    let app = routes::public()
+        .merge(protected)
+        .layer(from_fn_with_state(state.clone(), security::csrf))
+        .layer(from_fn_with_state(state.clone(), security::audit_actions))
         .layer(from_fn(flash::take_flash))
         .layer(from_fn_with_state(state.clone(), render_errors))
+        .layer(from_fn_with_state(state.clone(), security::authenticate));
+    let app = match &auth {
+        Auth::Sessions(opts) => {
+            let idle = CookieDuration::seconds(opts.idle_timeout.as_secs() as i64);
+            app.layer(
+                SessionManagerLayer::new(DbSessionStore::new(db))
+                    .with_name(security::SESSION_COOKIE)
+                    .with_http_only(true)
+                    .with_same_site(SameSite::Strict)
+                    .with_secure(opts.secure_cookies)
+                    .with_path("/")
+                    .with_expiry(Expiry::OnInactivity(idle)),
+            )
+        }
+        Auth::Custom(_) => app,
+    };
+    app.layer(from_fn(security::security_headers))
         .layer(axum_htmx::AutoVaryLayer)
         .with_state(state)
 }
@@ -82,7 +137,7 @@ where
 /// Turns an [`ErrorBody`] response into JSON or the plain error page.
 async fn render_errors(State(st): State<AdminState>, req: Request, next: Next) -> Response {
     let json = extract::wants_json(req.headers());
-    let base = extract::base_of(req.extensions());
+    let chrome = Chrome::of(req.extensions());
     let mut res = next.run(req).await;
     let Some(err) = res.extensions_mut().remove::<ErrorBody>() else {
         return res;
@@ -92,10 +147,18 @@ async fn render_errors(State(st): State<AdminState>, req: Request, next: Next) -
         let body = serde_json::json!({"error": err.message, "fields": err.fields});
         return (status, axum::Json(body)).into_response();
     }
-    let ctx = st.page_ctx(&base, None, None).await;
-    (
+    let mut ctx = st.page_ctx(&chrome, None).await;
+    ctx.flash = None;
+    let headers = std::mem::take(res.headers_mut());
+    let mut page = (
         status,
         views::error::error_page(&ctx, status.as_u16(), &err.message),
     )
-        .into_response()
+        .into_response();
+    for (k, v) in headers.iter() {
+        if k == axum::http::header::SET_COOKIE || k == axum::http::header::LOCATION {
+            page.headers_mut().append(k, v.clone());
+        }
+    }
+    page
 }

@@ -10,9 +10,15 @@ pub struct TestApp {
     /// The mount prefix ("" or e.g. "/admin/jobs").
     pub prefix: String,
     pub worker: Worker,
+    /// Signed in as the admin (by API token).
     pub client: reqwest::Client,
+    /// Not signed in, no cookies.
+    pub anonymous: reqwest::Client,
     _db: TestDb,
 }
+
+/// The password of the `admin` operator every test app has.
+pub const ADMIN_PASSWORD: &str = "correct horse battery";
 
 /// The admin at the root.
 pub async fn spawn_app() -> TestApp {
@@ -30,7 +36,13 @@ pub async fn spawn_app_at(prefix: &str) -> TestApp {
     nightshift::demo::register(&worker).unwrap();
     register(&worker);
     worker.start().await.unwrap();
-    let admin = nightshift::admin::router(worker.clone());
+    let accounts = nightshift::auth::Accounts::new(worker.store().connection().clone());
+    accounts
+        .add("admin", ADMIN_PASSWORD, nightshift::Role::Admin)
+        .await
+        .unwrap();
+    let (token, _) = accounts.create_token("admin", "tests").await.unwrap();
+    let admin = nightshift::admin::router(worker.clone(), nightshift::auth::Auth::sessions());
     let app: axum::Router = if prefix.is_empty() {
         admin
     } else {
@@ -41,9 +53,22 @@ pub async fn spawn_app_at(prefix: &str) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap();
     });
+    // Requests act as the admin through an API token (no CSRF token needed).
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
     let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()
+        .unwrap();
+    let anonymous = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
@@ -52,6 +77,7 @@ pub async fn spawn_app_at(prefix: &str) -> TestApp {
         prefix: prefix.to_owned(),
         worker,
         client,
+        anonymous,
         _db: db,
     }
 }

@@ -130,6 +130,31 @@ async fn accept_confirm(c: &Client) {
     panic!("no confirm dialog appeared");
 }
 
+/// Logs in through the login page as the test app's admin.
+async fn log_in(c: &Client, app: &TestApp) {
+    c.goto(&app.url("/workers")).await.unwrap();
+    until(
+        c,
+        "the login page",
+        "document.querySelector('input[name=password]')",
+    )
+    .await;
+    c.find(Locator::Css("[name=name]"))
+        .await
+        .unwrap()
+        .send_keys("admin")
+        .await
+        .unwrap();
+    c.find(Locator::Css("[name=password]"))
+        .await
+        .unwrap()
+        .send_keys(crate::app::ADMIN_PASSWORD)
+        .await
+        .unwrap();
+    click(c, "button[type=submit]").await;
+    until(c, "the job list", "document.querySelector('table.jobs')").await;
+}
+
 async fn click(c: &Client, css: &str) {
     c.find(Locator::Css(css))
         .await
@@ -145,6 +170,7 @@ async fn create_a_job_from_the_form_and_watch_it_live_to_the_end() {
     let Some(b) = browser().await else { return };
     let app = spawn_app().await;
     let c = &b.client;
+    log_in(c, &app).await;
     c.goto(&app.url("/workers/new")).await.unwrap();
     c.find(Locator::LinkText("Send Newsletter"))
         .await
@@ -252,6 +278,7 @@ async fn abort_a_running_job_after_confirming() {
     let Some(b) = browser().await else { return };
     let app = spawn_app().await;
     let c = &b.client;
+    log_in(c, &app).await;
     let id = app.create("Work", json!({"lines": 3, "ms": 60_000})).await;
     wait_for(&app.worker, id, "running", |j| {
         j.status == JobStatus::Running
@@ -298,6 +325,7 @@ async fn reschedule_a_scheduled_job_then_cancel_another() {
     let Some(b) = browser().await else { return };
     let app = spawn_app().await;
     let c = &b.client;
+    log_in(c, &app).await;
     let args = json!({"subject": "Later", "content": "c", "send_password": "p"});
     let later = chrono::Utc::now() + chrono::Duration::hours(2);
     let id = app
@@ -390,6 +418,7 @@ async fn under_a_prefix_the_assets_load_and_the_running_view_updates_live() {
     let Some(b) = browser().await else { return };
     let app: TestApp = spawn_app_at("/admin/jobs").await;
     let c = &b.client;
+    log_in(c, &app).await;
     c.goto(&app.url("/workers?status=running")).await.unwrap();
     until(
         c,

@@ -6,3 +6,4 @@ mod crash;
 mod engine;
 mod helpers;
 mod postgres;
+mod security;

@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::input::{self, Body, ListQuery};
 use crate::admin::AdminState;
 use crate::admin::error::WebError;
-use crate::admin::extract::{Base, Flash, Operator, WantsJson};
+use crate::admin::extract::{Base, Chrome, Operator, WantsJson, wants_json};
 use crate::admin::flash;
 use crate::admin::schema_form;
 use crate::admin::views;
@@ -33,9 +33,8 @@ const DETAIL_LOG_LINES: u64 = 1000;
 
 pub async fn list_jobs(
     State(st): State<AdminState>,
-    Base(base): Base,
+    chrome: Chrome,
     WantsJson(json): WantsJson,
-    Flash(flash): Flash,
     Query(q): Query<ListQuery>,
 ) -> Result<Response> {
     let spec = q.check(&st.worker)?;
@@ -79,7 +78,7 @@ pub async fn list_jobs(
         groups,
         query: spec.query() + if spec.after.is_some() { "&first=0" } else { "" },
     };
-    let ctx = st.page_ctx(&base, flash, Some(&spec.tab)).await;
+    let ctx = st.page_ctx(&chrome, Some(&spec.tab)).await;
     Ok(views::list::list_page(&ctx, &view).into_response())
 }
 
@@ -90,9 +89,8 @@ pub struct NewQuery {
 
 pub async fn new_job(
     State(st): State<AdminState>,
-    Base(base): Base,
+    chrome: Chrome,
     WantsJson(json): WantsJson,
-    Flash(flash): Flash,
     Query(q): Query<NewQuery>,
 ) -> Result<Response> {
     let kinds = st.worker.kinds();
@@ -116,7 +114,7 @@ pub async fn new_job(
         None => None,
     };
     let state = FormState::default();
-    let ctx = st.page_ctx(&base, flash, None).await;
+    let ctx = st.page_ctx(&chrome, None).await;
     let page = views::form::new_job_page(&ctx, &kinds, chosen.as_ref().map(|k| (k, &state)));
     Ok(page.into_response())
 }
@@ -134,7 +132,7 @@ struct CreateJson {
 
 pub async fn create_job(
     State(st): State<AdminState>,
-    Base(base): Base,
+    chrome: Chrome,
     HxRequest(htmx): HxRequest,
     WantsJson(json): WantsJson,
     op: Operator,
@@ -145,6 +143,7 @@ pub async fn create_job(
         Body::Json(v) => {
             let req: CreateJson = serde_json::from_value(v)
                 .map_err(|e| WebError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+            st.require_kind(&op, &req.job)?;
             let mut new = NewJob::from_value(
                 req.job,
                 req.args.unwrap_or(Value::Object(Default::default())),
@@ -154,7 +153,7 @@ pub async fn create_job(
                 new = new.schedule_at(at);
             }
             let job = st.worker.insert(new).await?;
-            Ok((StatusCode::CREATED, axum::Json(job)).into_response())
+            Ok(created(&chrome.base, &job))
         }
         Body::Form(form) => {
             let name = form.get("job").cloned().unwrap_or_default();
@@ -164,6 +163,8 @@ pub async fn create_job(
                     format!("no job kind named {name:?}"),
                 )]))
             })?;
+            st.require_kind(&op, &name)?;
+            let base = &chrome.base;
             let made = form_args(&kind, &form, false).map(|(args, at)| {
                 let new = NewJob::from_value(kind.name(), args).created_by(op.name.clone());
                 match at {
@@ -176,7 +177,7 @@ pub async fn create_job(
                 Err(e) => Err(e),
             };
             match result {
-                Ok(job) if json => Ok((StatusCode::CREATED, axum::Json(job)).into_response()),
+                Ok(job) if json => Ok(created(base, &job)),
                 Ok(job) => Ok(flash::redirect(
                     htmx,
                     &format!("{base}/workers/{}", job.id),
@@ -184,7 +185,7 @@ pub async fn create_job(
                 )),
                 Err(FormError::Fields(errors)) if !json => {
                     let state = refill(&kind, &form, errors);
-                    let ctx = st.page_ctx(&base, None, None).await;
+                    let ctx = st.page_ctx(&chrome, None).await;
                     let kinds = st.worker.kinds();
                     let page = views::form::new_job_page(&ctx, &kinds, Some((&kind, &state)));
                     Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
@@ -198,9 +199,8 @@ pub async fn create_job(
 
 pub async fn show_job(
     State(st): State<AdminState>,
-    Base(base): Base,
+    chrome: Chrome,
     WantsJson(json): WantsJson,
-    Flash(flash): Flash,
     Path(id): Path<String>,
 ) -> Result<Response> {
     let id = input::job_id(&id)?;
@@ -208,7 +208,7 @@ pub async fn show_job(
     if json {
         return Ok(axum::Json(job_json(&view)).into_response());
     }
-    let ctx = st.page_ctx(&base, flash, None).await;
+    let ctx = st.page_ctx(&chrome, None).await;
     Ok(views::job::job_page(&ctx, &view).into_response())
 }
 
@@ -224,6 +224,17 @@ async fn job_view(st: &AdminState, id: i64, form: Option<FormState>) -> Result<J
         log: st.worker.logs(id, DETAIL_LOG_LINES).await?,
         results: st.worker.results(id).await?,
         attempts: st.worker.attempts(id).await?,
+        history: crate::auth::audit::list(
+            st.worker.store().connection(),
+            &crate::auth::audit::Filter {
+                target: Some(format!("job:{id}")),
+                ..Default::default()
+            },
+            None,
+            50,
+        )
+        .await
+        .map_err(Error::from)?,
         kind,
         form,
         job,
@@ -272,14 +283,15 @@ struct UpdateJson {
 
 pub async fn update_job(
     State(st): State<AdminState>,
-    Base(base): Base,
-    HxRequest(htmx): HxRequest,
-    WantsJson(json): WantsJson,
+    chrome: Chrome,
+    op: Operator,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response> {
     let id = input::job_id(&id)?;
+    let (htmx, json) = (headers.contains_key("hx-request"), wants_json(&headers));
+    st.require_job_kind(&op, id).await?;
     match input::body(&headers, &body)? {
         Body::Json(v) => {
             let req: UpdateJson = serde_json::from_value(v)
@@ -292,24 +304,25 @@ pub async fn update_job(
             let job = st.worker.update(id, args, req.schedule_at).await?;
             Ok(axum::Json(job).into_response())
         }
-        Body::Form(form) => update_from_form(st, base, htmx, json, id, form).await,
+        Body::Form(form) => update_from_form(st, chrome, htmx, json, id, form).await,
     }
 }
 
 /// `POST /workers/{id}` with `_method=PUT`: the update form of browsers.
 pub async fn post_job(
     State(st): State<AdminState>,
-    Base(base): Base,
-    HxRequest(htmx): HxRequest,
-    WantsJson(json): WantsJson,
+    chrome: Chrome,
+    op: Operator,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response> {
     let id = input::job_id(&id)?;
+    let (htmx, json) = (headers.contains_key("hx-request"), wants_json(&headers));
+    st.require_job_kind(&op, id).await?;
     match input::body(&headers, &body)? {
         Body::Form(form) if form.get("_method").map(String::as_str) == Some("PUT") => {
-            update_from_form(st, base, htmx, json, id, form).await
+            update_from_form(st, chrome, htmx, json, id, form).await
         }
         _ => Err(WebError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -320,12 +333,13 @@ pub async fn post_job(
 
 async fn update_from_form(
     st: AdminState,
-    base: String,
+    chrome: Chrome,
     htmx: bool,
     json: bool,
     id: i64,
     form: BTreeMap<String, String>,
 ) -> Result<Response> {
+    let base = &chrome.base;
     let current = st.worker.job(id).await?;
     let kind = st
         .worker
@@ -345,7 +359,7 @@ async fn update_from_form(
         Err(FormError::Fields(errors)) if !json => {
             let state = refill(&kind, &form, errors);
             let view = job_view(&st, id, Some(state)).await?;
-            let ctx = st.page_ctx(&base, None, None).await;
+            let ctx = st.page_ctx(&chrome, None).await;
             Ok((
                 StatusCode::UNPROCESSABLE_ENTITY,
                 views::job::job_page(&ctx, &view),
@@ -365,7 +379,9 @@ pub async fn abort_job(
     op: Operator,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let job = st.worker.abort(input::job_id(&id)?, &op.name).await?;
+    let id = input::job_id(&id)?;
+    st.require_job_kind(&op, id).await?;
+    let job = st.worker.abort(id, &op.name).await?;
     let msg = format!("Abort requested for job #{}.", job.id);
     Ok(acted(json, htmx, &base, StatusCode::ACCEPTED, &job, &msg))
 }
@@ -375,9 +391,12 @@ pub async fn cancel_job(
     Base(base): Base,
     HxRequest(htmx): HxRequest,
     WantsJson(json): WantsJson,
+    op: Operator,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let job = st.worker.cancel(input::job_id(&id)?).await?;
+    let id = input::job_id(&id)?;
+    st.require_job_kind(&op, id).await?;
+    let job = st.worker.cancel(id).await?;
     let msg = format!("Job #{} cancelled.", job.id);
     Ok(acted(json, htmx, &base, StatusCode::OK, &job, &msg))
 }
@@ -391,6 +410,7 @@ pub async fn rerun_job(
     Path(id): Path<String>,
 ) -> Result<Response> {
     let id = input::job_id(&id)?;
+    st.require_job_kind(&op, id).await?;
     let job = st.worker.rerun(id, Some(&op.name)).await?;
     let msg = format!("Job #{} created as a rerun of #{id}.", job.id);
     Ok(acted(json, htmx, &base, StatusCode::CREATED, &job, &msg))
@@ -406,6 +426,7 @@ pub async fn delete_job(
     Path(id): Path<String>,
 ) -> Result<Response> {
     let id = input::job_id(&id)?;
+    st.require_job_kind(&op, id).await?;
     let current = st.worker.job(id).await?;
     let (job, status, msg) = if current.status.is_waiting() {
         let job = st.worker.cancel(id).await?;
@@ -421,9 +442,22 @@ pub async fn delete_job(
     Ok(acted(json, htmx, &base, status, &job, &msg))
 }
 
+/// 201 with the new job and where it lives.
+fn created(base: &str, job: &Job) -> Response {
+    let location = format!("{base}/workers/{}", job.id);
+    (
+        StatusCode::CREATED,
+        [(axum::http::header::LOCATION, location)],
+        axum::Json(job),
+    )
+        .into_response()
+}
+
 /// After an action: the job as JSON, or back to its page with a flash message.
 fn acted(json: bool, htmx: bool, base: &str, status: StatusCode, job: &Job, msg: &str) -> Response {
-    if json {
+    if json && status == StatusCode::CREATED {
+        created(base, job)
+    } else if json {
         (status, axum::Json(job)).into_response()
     } else {
         flash::redirect(htmx, &format!("{base}/workers/{}", job.id), msg)

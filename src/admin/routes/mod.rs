@@ -1,8 +1,10 @@
 //! The admin's routes, as fixed by the contract (paths relative to the mount point).
+pub mod access;
 pub mod assets;
 pub mod events;
 pub mod input;
 pub mod jobs;
+pub mod session;
 
 use axum::Router;
 use axum::response::{IntoResponse, Redirect};
@@ -12,10 +14,21 @@ use super::AdminState;
 use super::error::WebError;
 use super::extract::Base;
 
-pub fn routes() -> Router<AdminState> {
+/// Routes anyone may reach: health, assets, login, logout, first-run setup.
+pub fn public() -> Router<AdminState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/assets/{file}", get(assets::asset))
+        .route("/login", get(session::login_page).post(session::login))
+        .route("/logout", post(session::logout))
+        .route("/setup", get(session::setup_page).post(session::setup))
+        .fallback(not_found)
+}
+
+/// Routes that need a signed-in operator (the role each needs: see `security::needed_role`).
+pub fn protected() -> Router<AdminState> {
     Router::new()
         .route("/", get(root))
-        .route("/healthz", get(healthz))
         .route("/workers", get(jobs::list_jobs).post(jobs::create_job))
         .route("/workers/new", get(jobs::new_job))
         .route("/workers/events", get(events::list_events))
@@ -30,8 +43,14 @@ pub fn routes() -> Router<AdminState> {
         .route("/workers/{id}/cancel", post(jobs::cancel_job))
         .route("/workers/{id}/rerun", post(jobs::rerun_job))
         .route("/workers/{id}/events", get(events::job_events))
-        .route("/assets/{file}", get(assets::asset))
-        .fallback(not_found)
+        .route(
+            "/operators",
+            get(access::operators).post(access::add_operator),
+        )
+        .route("/operators/{id}", post(access::update_operator))
+        .route("/tokens", get(access::tokens).post(access::create_token))
+        .route("/tokens/{id}/revoke", post(access::revoke_token))
+        .route("/audit", get(access::audit))
 }
 
 async fn root(Base(base): Base) -> Redirect {

@@ -43,7 +43,7 @@ pub fn new_job_page(
                     @if kinds.len() > 1 { a href={ (base) "/workers/new" } { "← All kinds" } }
                 }
                 section class="card" {
-                    (kind_form(kind, state, &format!("{base}/workers"), false))
+                    (kind_form(kind, state, &format!("{base}/workers"), false, ctx.csrf.as_deref()))
                 }
             } @else {
                 div class="page-head" { h1 { "New job" } }
@@ -80,10 +80,16 @@ fn grouped(kinds: &[JobKind]) -> Vec<(&str, Vec<&JobKind>)> {
 }
 
 /// A kind's argument form. `update`: the form edits an existing job (sent as PUT).
-pub fn kind_form(kind: &JobKind, state: &FormState, action: &str, update: bool) -> Markup {
+pub fn kind_form(
+    kind: &JobKind,
+    state: &FormState,
+    action: &str,
+    update: bool,
+    csrf: Option<&str>,
+) -> Markup {
     html! {
         form class="job-form" method="post" action=(action) novalidate {
-            input type="hidden" name="_csrf" value="" data-csrf;
+            input type="hidden" name="_csrf" value=(csrf.unwrap_or_default()) data-csrf;
             @if update { input type="hidden" name="_method" value="PUT"; }
             input type="hidden" name="job" value=(kind.name());
             input type="hidden" name="tz_offset" value="" data-tz-offset;

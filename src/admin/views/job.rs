@@ -23,6 +23,8 @@ pub struct JobView {
     pub kind: Option<JobKind>,
     /// The update form's state (prefilled, or the operator's input with errors).
     pub form: Option<FormState>,
+    /// Audit entries about this job, newest first.
+    pub history: Vec<crate::entity::audit::Model>,
 }
 
 pub fn job_page(ctx: &PageCtx, view: &JobView) -> Markup {
@@ -40,7 +42,7 @@ pub fn job_page(ctx: &PageCtx, view: &JobView) -> Markup {
                 @if !job.group.is_empty() { span class="muted" { (job.group) } }
             }
             div class="detail" sse-connect=[live.then(|| format!("{base}/workers/{}/events?after={after}", job.id))] sse-close="end" {
-                (status_panel(base, job))
+                (status_panel(base, job, Some(ctx)))
                 (progress(job))
                 section class="card" {
                     h2 { "Log" }
@@ -65,10 +67,10 @@ pub fn job_page(ctx: &PageCtx, view: &JobView) -> Markup {
                 }
             }
             @if let (Some(kind), Some(form)) = (&view.kind, &view.form) {
-                @if job.status.is_waiting() {
+                @if job.status.is_waiting() && ctx.may(crate::role::Role::Operator) {
                     section class="card" id="update" {
                         h2 { "Update scheduled Job" }
-                        (kind_form(kind, form, &format!("{base}/workers/{}", job.id), true))
+                        (kind_form(kind, form, &format!("{base}/workers/{}", job.id), true, ctx.csrf.as_deref()))
                     }
                 }
             }
@@ -80,12 +82,22 @@ pub fn job_page(ctx: &PageCtx, view: &JobView) -> Markup {
                 h2 { "Attempts" }
                 (attempts(&view.attempts))
             }
+            @if !view.history.is_empty() {
+                section class="card" {
+                    h2 { "Who acted on it" }
+                    (history(&view.history))
+                }
+            }
         },
     )
 }
 
 /// Status, error, times and the actions the state allows. Replaced live on every state change.
-pub fn status_panel(base: &str, job: &Job) -> Markup {
+/// `ctx` is the page's (buttons follow the viewer's role, forms carry the CSRF token); frames
+/// pushed to every viewer have none, and the page script fills the token in.
+pub fn status_panel(base: &str, job: &Job, ctx: Option<&PageCtx>) -> Markup {
+    let csrf = ctx.and_then(|c| c.csrf.as_deref());
+    let may_act = ctx.is_none_or(|c| c.may(crate::role::Role::Operator));
     let url = format!("{base}/workers/{}", job.id);
     html! {
         section class="card status-panel" id="job-status" sse-swap="status" hx-swap="outerHTML" {
@@ -109,32 +121,41 @@ pub fn status_panel(base: &str, job: &Job) -> Markup {
                 dt { "Duration" } dd { (duration(job.duration(Utc::now()))) }
             }
             div class="actions" {
+                @if may_act {
                 @match job.status {
                     JobStatus::Running => {
                         (action(&url, "abort", "Abort running Job", "danger",
-                            &format!("Abort job #{}? Its handler is told to stop, then stopped by force.", job.id)))
+                            &format!("Abort job #{}? Its handler is told to stop, then stopped by force.", job.id), csrf))
                     }
                     JobStatus::Aborting => { span class="muted" { "Aborting…" } }
                     JobStatus::New | JobStatus::Scheduled => {
                         a class="button" href="#update" { "Update scheduled Job" }
                         (action(&url, "cancel", "Cancel scheduled Job", "danger",
-                            &format!("Cancel job #{}? It will not run.", job.id)))
+                            &format!("Cancel job #{}? It will not run.", job.id), csrf))
                     }
                     _ => {}
                 }
                 (action(&url, "rerun", "Rerun", "",
-                    &format!("Run job #{} again as a new job with the same arguments?", job.id)))
+                    &format!("Run job #{} again as a new job with the same arguments?", job.id), csrf))
+                }
             }
         }
     }
 }
 
 /// A button that POSTs to `{url}/{verb}` after the operator confirms.
-fn action(url: &str, verb: &str, label: &str, class: &str, confirm: &str) -> Markup {
+fn action(
+    url: &str,
+    verb: &str,
+    label: &str,
+    class: &str,
+    confirm: &str,
+    csrf: Option<&str>,
+) -> Markup {
     let target = format!("{url}/{verb}");
     html! {
         form method="post" action=(target) hx-post=(target) hx-confirm=(confirm) class="inline" {
-            input type="hidden" name="_csrf" value="" data-csrf;
+            input type="hidden" name="_csrf" value=(csrf.unwrap_or_default()) data-csrf;
             button type="submit" class=(class) { (label) }
         }
     }
@@ -218,6 +239,26 @@ fn attempts(attempts: &[job_attempt::Model]) -> Markup {
                             td { (time(a.finished_at.map(crate::clock::to_datetime))) }
                             td { (a.outcome.as_deref().unwrap_or("running")) }
                             td { @if let Some(e) = &a.error { pre class="error-text small" { (e) } } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn history(rows: &[crate::entity::audit::Model]) -> Markup {
+    html! {
+        div class="table-wrap" {
+            table {
+                thead { tr { th { "When" } th { "Who" } th { "Action" } th { "Outcome" } } }
+                tbody {
+                    @for r in rows {
+                        tr {
+                            td { (time(Some(crate::clock::to_datetime(r.at)))) }
+                            td { (r.actor) }
+                            td { (r.action) @if let Some(d) = &r.detail { " (" (d) ")" } }
+                            td { (r.outcome) }
                         }
                     }
                 }

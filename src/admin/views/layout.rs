@@ -17,7 +17,16 @@ pub struct PageCtx {
     /// The CSRF token to send with state changes, when sessions are in use.
     pub csrf: Option<String>,
     /// Who is looking, if known.
-    pub operator: Option<String>,
+    pub operator: Option<crate::admin::extract::Operator>,
+    /// The built-in login is in use (show the logout button).
+    pub sessions: bool,
+}
+
+impl PageCtx {
+    /// Whether the viewer may do what `role` may (hides buttons; the server checks anyway).
+    pub fn may(&self, role: crate::role::Role) -> bool {
+        self.operator.as_ref().is_some_and(|o| o.role.allows(role))
+    }
 }
 
 /// The navigation tabs: `(tab, label)`.
@@ -52,9 +61,17 @@ pub fn page(ctx: &PageCtx, title: &str, live: Option<&str>, body: Markup) -> Mar
                 header class="top" {
                     a class="brand" href={ (base) "/workers" } { "☾ Nightshift" }
                     span class="spacer" {}
-                    a class="button primary" href={ (base) "/workers/new" } { "New job" }
+                    @if ctx.may(crate::role::Role::Operator) {
+                        a class="button primary" href={ (base) "/workers/new" } { "New job" }
+                    }
                     @if let Some(who) = &ctx.operator {
-                        span class="who" { (who) }
+                        span class="who" { (who.name) " · " (who.role) }
+                        @if ctx.sessions {
+                            form method="post" action={ (base) "/logout" } class="inline" {
+                                input type="hidden" name="_csrf" value=[ctx.csrf.as_deref()];
+                                button type="submit" class="link" { "Log out" }
+                            }
+                        }
                     }
                 }
                 div class="shell" sse-connect=[live] {
@@ -72,6 +89,16 @@ pub fn page(ctx: &PageCtx, title: &str, live: Option<&str>, body: Markup) -> Mar
                                     }
                                 }
                             }
+                        }
+                        @if ctx.may(crate::role::Role::Admin) && ctx.sessions {
+                            h2 { "Access" }
+                            ul {
+                                li { a href={ (base) "/operators" } class=[(ctx.tab.as_deref() == Some("operators")).then_some("active")] { span { "Operators" } } }
+                                li { a href={ (base) "/tokens" } class=[(ctx.tab.as_deref() == Some("tokens")).then_some("active")] { span { "API tokens" } } }
+                                li { a href={ (base) "/audit" } class=[(ctx.tab.as_deref() == Some("audit")).then_some("active")] { span { "Audit log" } } }
+                            }
+                        } @else if ctx.may(crate::role::Role::Admin) {
+                            ul { li { a href={ (base) "/audit" } { span { "Audit log" } } } }
                         }
                     }
                     main id="main" {

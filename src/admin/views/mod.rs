@@ -1,7 +1,9 @@
 //! Pure views: functions from data to markup, composed from one layout.
+pub mod access;
 pub mod components;
 pub mod error;
 pub mod form;
 pub mod job;
 pub mod layout;
 pub mod list;
+pub mod session;

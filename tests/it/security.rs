@@ -1,0 +1,623 @@
+//! Operators and security: login, sessions, roles, CSRF, throttling, headers, audit, setup.
+use nightshift::{JobStatus, Role};
+use serde_json::json;
+
+use crate::app::{ADMIN_PASSWORD, TestApp, spawn_app};
+
+/// A browser-like client with its own cookie jar.
+fn browser_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .unwrap()
+}
+
+/// The value of `<input name="_csrf" value="…">` or the meta tag in a page.
+fn csrf_in(html: &str) -> String {
+    for needle in ["name=\"_csrf\" value=\"", "name=\"csrf-token\" content=\""] {
+        if let Some(i) = html.find(needle) {
+            let rest = &html[i + needle.len()..];
+            return rest[..rest.find('"').unwrap()].to_owned();
+        }
+    }
+    panic!("no CSRF token in page: {html}");
+}
+
+fn session_cookie(res: &reqwest::Response) -> Option<String> {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("nightshift_session="))
+        .map(str::to_owned)
+}
+
+/// Logs `c` in through the login form; returns the Set-Cookie of the login answer.
+async fn log_in(
+    app: &TestApp,
+    c: &reqwest::Client,
+    name: &str,
+    password: &str,
+) -> reqwest::Response {
+    let page = c
+        .get(app.url("/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = csrf_in(&page);
+    c.post(app.url("/login"))
+        .form(&[
+            ("name", name),
+            ("password", password),
+            ("_csrf", &token),
+            ("next", "/workers"),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_login_no_route_gives_data() {
+    let app = spawn_app().await;
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let id = app
+        .worker
+        .schedule("Work", &json!({"secret": "hunter2"}), later)
+        .await
+        .unwrap();
+    let gets = [
+        "/".to_owned(),
+        "/workers".into(),
+        "/workers?status=running".into(),
+        "/workers/new".into(),
+        format!("/workers/{id}"),
+        "/workers/events".into(),
+        format!("/workers/{id}/events"),
+        "/operators".into(),
+        "/tokens".into(),
+        "/audit".into(),
+    ];
+    for path in &gets {
+        let res = app.anonymous.get(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 303, "{path}");
+        assert!(
+            res.headers()["location"]
+                .to_str()
+                .unwrap()
+                .starts_with("/login?next="),
+            "{path}"
+        );
+        let res = app
+            .anonymous
+            .get(app.url(path))
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 401, "{path}");
+        let body = res.text().await.unwrap();
+        assert!(
+            !body.contains("hunter2") && !body.contains("\"jobs\""),
+            "{path}: {body}"
+        );
+    }
+    let posts = [
+        ("POST", "/workers".to_owned()),
+        ("POST", format!("/workers/{id}/abort")),
+        ("POST", format!("/workers/{id}/cancel")),
+        ("POST", format!("/workers/{id}/rerun")),
+        ("PUT", format!("/workers/{id}")),
+        ("DELETE", format!("/workers/{id}")),
+        ("POST", "/operators".into()),
+        ("POST", "/tokens".into()),
+    ];
+    for (method, path) in &posts {
+        let res = app
+            .anonymous
+            .request(method.parse().unwrap(), app.url(path))
+            .header("Accept", "application/json")
+            .json(&json!({"job": "Ping", "args": {}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 401, "{method} {path}");
+    }
+    assert_eq!(
+        app.worker.job(id).await.unwrap().status,
+        JobStatus::Scheduled
+    );
+    let (_, list) = app.get_json("/workers").await;
+    assert_eq!(list["counts"]["all"], 1, "nothing was created");
+    let res = app
+        .anonymous
+        .get(app.url("/workers"))
+        .header("Authorization", "Bearer ns_wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 401);
+    // Health and assets stay open.
+    assert_eq!(
+        app.anonymous
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        app.anonymous
+            .get(app.url("/assets/nightshift.css"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_renews_the_session_and_logout_kills_it() {
+    let app = spawn_app().await;
+    let c = browser_client();
+    let page = c.get(app.url("/login")).send().await.unwrap();
+    let before = session_cookie(&page).expect("a session for the login form's CSRF token");
+    let cookie_flags = before.to_ascii_lowercase();
+    assert!(cookie_flags.contains("httponly"), "{before}");
+    assert!(cookie_flags.contains("samesite=strict"), "{before}");
+    assert!(cookie_flags.contains("path=/"), "{before}");
+    let token = csrf_in(&page.text().await.unwrap());
+    let res = c
+        .post(app.url("/login"))
+        .form(&[
+            ("name", "admin"),
+            ("password", ADMIN_PASSWORD),
+            ("_csrf", &token),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 303);
+    let after = session_cookie(&res).expect("a new session cookie at login");
+    let id = |c: &str| c.split(';').next().unwrap().to_owned();
+    assert_ne!(id(&before), id(&after), "session id renewed at login");
+    let res = c
+        .get(app.url("/workers"))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+
+    // Log out; the old cookie, replayed, opens nothing.
+    let page = c
+        .get(app.url("/workers"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = csrf_in(&page);
+    let res = c
+        .post(app.url("/logout"))
+        .form(&[("_csrf", &token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 303);
+    let replay = app
+        .anonymous
+        .get(app.url("/workers"))
+        .header("Accept", "application/json")
+        .header("Cookie", id(&after))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status().as_u16(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_changes_need_the_csrf_token_and_same_origin() {
+    let app = spawn_app().await;
+    let c = browser_client();
+    assert_eq!(
+        log_in(&app, &c, "admin", ADMIN_PASSWORD)
+            .await
+            .status()
+            .as_u16(),
+        303
+    );
+    let page = c
+        .get(app.url("/workers"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = csrf_in(&page);
+    assert!(page.contains(&format!("<meta name=\"csrf-token\" content=\"{token}\">")));
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let id = app
+        .worker
+        .schedule("Work", &json!({}), later)
+        .await
+        .unwrap();
+    let cancel = app.url(&format!("/workers/{id}/cancel"));
+
+    let res = c.post(&cancel).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 403, "no token");
+    let res = c
+        .post(&cancel)
+        .header("X-CSRF-Token", "wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 403, "wrong token");
+    let res = c
+        .post(&cancel)
+        .form(&[("_csrf", "wrong")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 403, "wrong form token");
+    let res = c
+        .post(&cancel)
+        .header("X-CSRF-Token", &token)
+        .header("Sec-Fetch-Site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 403, "cross-site");
+    let res = c
+        .post(&cancel)
+        .header("X-CSRF-Token", &token)
+        .header("Origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 403, "foreign origin");
+    assert_eq!(
+        app.worker.job(id).await.unwrap().status,
+        JobStatus::Scheduled
+    );
+
+    let res = c
+        .post(&cancel)
+        .header("X-CSRF-Token", &token)
+        .header("HX-Request", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 204, "htmx with the header token");
+    assert!(res.headers().contains_key("hx-redirect"));
+    assert_eq!(
+        app.worker.job(id).await.unwrap().status,
+        JobStatus::Cancelled
+    );
+    let id2 = app
+        .worker
+        .schedule("Work", &json!({}), later)
+        .await
+        .unwrap();
+    let res = c
+        .post(app.url(&format!("/workers/{id2}/cancel")))
+        .form(&[("_csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status().as_u16(),
+        303,
+        "a plain form with the field token"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_reads_but_cannot_change_anything_and_denials_are_audited() {
+    let app = spawn_app().await;
+    let accounts = nightshift::auth::Accounts::new(app.worker.store().connection().clone());
+    accounts
+        .add("vera", "viewer-password", Role::Viewer)
+        .await
+        .unwrap();
+    let (token, _) = accounts.create_token("vera", "read").await.unwrap();
+    let viewer = |m: reqwest::Method, p: &str| {
+        app.anonymous
+            .request(m, app.url(p))
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Accept", "application/json")
+    };
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let waiting = app
+        .worker
+        .schedule("Work", &json!({"secret": "hunter2"}), later)
+        .await
+        .unwrap();
+    let running = app.create("Work", json!({"ms": 30_000})).await;
+    crate::helpers::wait_for(&app.worker, running, "running", |j| {
+        j.status == JobStatus::Running
+    })
+    .await;
+
+    let res = viewer(reqwest::Method::GET, &format!("/workers/{waiting}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let body = res.text().await.unwrap();
+    assert!(!body.contains("hunter2"), "secrets are never shown: {body}");
+    for (m, p) in [
+        (reqwest::Method::POST, format!("/workers/{running}/abort")),
+        (reqwest::Method::POST, format!("/workers/{waiting}/cancel")),
+        (reqwest::Method::PUT, format!("/workers/{waiting}")),
+        (reqwest::Method::POST, format!("/workers/{waiting}/rerun")),
+        (reqwest::Method::POST, "/workers".to_owned()),
+        (reqwest::Method::GET, "/operators".to_owned()),
+        (reqwest::Method::GET, "/audit".to_owned()),
+    ] {
+        let res = viewer(m.clone(), &p)
+            .json(&json!({"job": "Work", "args": {}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 403, "{m} {p}");
+    }
+    assert_eq!(
+        app.worker.job(running).await.unwrap().status,
+        JobStatus::Running
+    );
+    assert_eq!(
+        app.worker.job(waiting).await.unwrap().status,
+        JobStatus::Scheduled
+    );
+    let (_, list) = app.get_json("/workers").await;
+    assert_eq!(list["counts"]["all"], 2, "no job was created or rerun");
+
+    // The audit log has the denials and the admin's allowed action.
+    let (status, _) = app
+        .post_json(&format!("/workers/{waiting}/cancel"), &json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, audit) = app.get_json("/audit").await;
+    assert_eq!(status, 200);
+    let entries = audit["entries"].as_array().unwrap();
+    let has = |actor: &str, action: &str, outcome: &str| {
+        entries
+            .iter()
+            .any(|e| e["actor"] == actor && e["action"] == action && e["outcome"] == outcome)
+    };
+    assert!(has("vera", "abort_job", "denied"), "{audit}");
+    assert!(has("vera", "cancel_job", "denied"));
+    assert!(has("admin", "cancel_job", "ok"));
+    assert!(has("admin", "create_job", "ok"));
+    let target = format!("job:{waiting}");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["target"] == target.as_str() && e["address"] == "127.0.0.1")
+    );
+    // And the job page shows who acted on it.
+    let (_, html) = app.get_html(&format!("/workers/{waiting}")).await;
+    assert!(
+        html.contains("Who acted on it") && html.contains("vera"),
+        "{html}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sixth_bad_password_is_throttled_and_unknown_names_look_the_same() {
+    let app = spawn_app().await;
+    let c = browser_client();
+    for i in 1..=5 {
+        let res = log_in(&app, &c, "admin", "wrong password").await;
+        assert_eq!(res.status().as_u16(), 401, "attempt {i}");
+        assert!(
+            res.text()
+                .await
+                .unwrap()
+                .contains("Invalid name or password.")
+        );
+    }
+    let res = log_in(&app, &c, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(
+        res.status().as_u16(),
+        429,
+        "locked even with the right password"
+    );
+    let unknown = log_in(&app, &browser_client(), "nobody", "wrong password").await;
+    assert_eq!(unknown.status().as_u16(), 429, "this address is locked too");
+    let (_, audit) = app.get_json("/audit?action=login").await;
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(
+        entries.iter().filter(|e| e["outcome"] == "failed").count(),
+        5
+    );
+    assert!(entries.iter().any(|e| e["outcome"] == "throttled"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_carry_the_security_headers() {
+    let app = spawn_app().await;
+    for path in ["/workers", "/login", "/healthz"] {
+        let res = app.client.get(app.url(path)).send().await.unwrap();
+        let h = res.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'"));
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert!(h.contains_key("referrer-policy"));
+    }
+    let (_, html) = app.get_html("/workers").await;
+    assert!(html.contains("&quot;allowEval&quot;:false") || html.contains("\"allowEval\":false"));
+    assert!(!html.contains("<script>"), "no inline script");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_setup_link_creates_the_first_admin_once() {
+    let db = crate::helpers::temp_db();
+    let worker = crate::helpers::builder(&db).build().await.unwrap();
+    let accounts = nightshift::auth::Accounts::new(worker.store().connection().clone());
+    let token = accounts.create_setup_token().await.unwrap();
+    let app: axum::Router =
+        nightshift::admin::router(worker.clone(), nightshift::auth::Auth::sessions());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let c = browser_client();
+    let bad = c
+        .get(format!("{addr}/setup?token=nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 404);
+    let page = c
+        .get(format!("{addr}/setup?token={token}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_in(&page);
+    let res = c
+        .post(format!("{addr}/setup"))
+        .form(&[
+            ("_csrf", csrf.as_str()),
+            ("token", &token),
+            ("name", "alice"),
+            ("password", "long enough pw"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 303);
+    let res = c
+        .get(format!("{addr}/workers"))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200, "logged in as the new admin");
+    let alice = accounts.by_name("alice").await.unwrap().unwrap();
+    assert_eq!(alice.role, "admin");
+    assert!(
+        alice
+            .password_hash
+            .starts_with("$argon2id$v=19$m=19456,t=2,p=1$")
+    );
+    let again = c
+        .get(format!("{addr}/setup?token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 404, "the link dies once used");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_operators_and_revoked_tokens_are_shut_out_and_kinds_can_require_admin() {
+    let app = spawn_app().await;
+    let accounts = nightshift::auth::Accounts::new(app.worker.store().connection().clone());
+    let op = accounts
+        .add("otto", "operator-password", Role::Operator)
+        .await
+        .unwrap();
+    let (token, t) = accounts.create_token("otto", "x").await.unwrap();
+    let as_otto = |p: &str| {
+        app.anonymous
+            .post(app.url(p))
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Accept", "application/json")
+    };
+    app.worker
+        .register(
+            nightshift::JobKind::new("Drop Tables", |_: nightshift::demo::NoArgs, _| async {
+                Ok(())
+            })
+            .role(Role::Admin),
+        )
+        .unwrap();
+    let res = as_otto("/workers")
+        .json(&json!({"job": "Drop Tables", "args": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 403, "the kind needs an admin");
+    let res = as_otto("/workers")
+        .json(&json!({"job": "Ping", "args": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+    assert!(
+        res.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/workers/")
+    );
+
+    // Through the admin's pages: revoke the token, disable the operator.
+    let (status, _) = app
+        .post_json(&format!("/tokens/{}/revoke", t.id), &json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let res = as_otto("/workers")
+        .json(&json!({"job": "Ping", "args": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 401);
+    let (status, _) = app
+        .post_json(
+            &format!("/operators/{}", op.id),
+            &json!({"action": "disable"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let c = browser_client();
+    assert_eq!(
+        log_in(&app, &c, "otto", "operator-password")
+            .await
+            .status()
+            .as_u16(),
+        401
+    );
+    // New operators through the page; bad input is refused with the field named.
+    let (status, body) = app
+        .post_json(
+            "/operators",
+            &json!({"name": "bob", "role": "viewer", "password": "short"}),
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert!(body["fields"]["password"].is_string(), "{body}");
+    let (status, _) = app
+        .post_json(
+            "/operators",
+            &json!({"name": "bob", "role": "viewer", "password": "long enough"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, body) = app
+        .post_json("/tokens", &json!({"operator": "bob", "name": "ci"}))
+        .await;
+    assert_eq!(status, 201);
+    assert!(body["token"].as_str().unwrap().starts_with("ns_"));
+    let (_, html) = app.get_html("/tokens").await;
+    assert!(
+        !html.contains(body["token"].as_str().unwrap()),
+        "shown once only"
+    );
+}
