@@ -12,7 +12,13 @@ pub fn to_datetime(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
-/// A `DateTime` as stored.
+/// A `DateTime` as stored, rounded up to the next millisecond so that a job never starts before
+/// the instant it was given.
 pub fn to_ms(at: DateTime<Utc>) -> i64 {
-    at.timestamp_millis()
+    let ms = at.timestamp_millis();
+    if at.timestamp_subsec_nanos().is_multiple_of(1_000_000) {
+        ms
+    } else {
+        ms + 1
+    }
 }

@@ -39,7 +39,7 @@ async fn waiting_jobs_update_and_cancel_and_finished_jobs_never_change() {
     assert_eq!(job.args["ms"], 5);
     assert_eq!(
         job.schedule_at.unwrap().timestamp_millis(),
-        later.timestamp_millis()
+        nightshift::clock::to_ms(later)
     );
     let job = worker.update(id, json!({"ms": 6}), None).await.unwrap();
     assert_eq!(job.status, JobStatus::New);
