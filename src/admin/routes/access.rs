@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::input::{self, Body};
+use super::input;
 use crate::admin::AdminState;
 use crate::admin::error::WebError;
 use crate::admin::extract::{Chrome, WantsJson};
@@ -39,24 +39,6 @@ fn sessions_only(st: &AdminState) -> Result<()> {
         Auth::Custom(_) => Err(WebError::not_found(
             "Operators are managed by the host app.",
         )),
-    }
-}
-
-fn form(headers: &HeaderMap, body: &[u8]) -> Result<BTreeMap<String, String>> {
-    match input::body(headers, body)? {
-        Body::Form(f) => Ok(f),
-        Body::Json(serde_json::Value::Object(m)) => Ok(m
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    k,
-                    v.as_str()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| v.to_string()),
-                )
-            })
-            .collect()),
-        Body::Json(_) => Err(WebError::bad_request("send a form or a JSON object")),
     }
 }
 
@@ -92,7 +74,7 @@ pub async fn add_operator(
     body: Bytes,
 ) -> Result<Response> {
     sessions_only(&st)?;
-    let form = form(&headers, &body)?;
+    let form = input::fields(&headers, &body)?;
     let name = form.get("name").cloned().unwrap_or_default();
     let role = role_field(&form)?;
     let password = form.get("password").cloned().unwrap_or_default();
@@ -138,7 +120,7 @@ pub async fn update_operator(
     let id: i64 = id
         .parse()
         .map_err(|_| WebError::not_found(format!("operator {id:?} not found")))?;
-    let form = form(&headers, &body)?;
+    let form = input::fields(&headers, &body)?;
     let target = st.accounts.by_id(id).await?;
     let msg = match form.get("action").map(String::as_str) {
         Some("role") => {
@@ -205,7 +187,7 @@ pub async fn create_token(
     body: Bytes,
 ) -> Result<Response> {
     sessions_only(&st)?;
-    let form = form(&headers, &body)?;
+    let form = input::fields(&headers, &body)?;
     let operator = form.get("operator").cloned().unwrap_or_default();
     let name = form
         .get("name")

@@ -46,6 +46,24 @@ pub fn body(headers: &HeaderMap, bytes: &[u8]) -> Result<Body, WebError> {
     }
 }
 
+/// A body of plain fields: a form, or a flat JSON object (non-strings as JSON text).
+pub fn fields(headers: &HeaderMap, bytes: &[u8]) -> Result<BTreeMap<String, String>, WebError> {
+    match body(headers, bytes)? {
+        Body::Form(f) => Ok(f),
+        Body::Json(Value::Object(m)) => Ok(m
+            .into_iter()
+            .map(|(k, v)| {
+                let text = v
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string());
+                (k, text)
+            })
+            .collect()),
+        Body::Json(_) => Err(WebError::bad_request("send a form or a JSON object")),
+    }
+}
+
 /// `GET /workers` query.
 #[derive(Debug, Default, Deserialize)]
 pub struct ListQuery {

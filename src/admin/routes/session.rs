@@ -1,6 +1,4 @@
 //! Login, logout and the first-run setup of the first admin.
-use std::collections::BTreeMap;
-
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -8,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::input::{self, Body};
+use super::input;
 use crate::admin::AdminState;
 use crate::admin::error::WebError;
 use crate::admin::extract::Chrome;
@@ -67,7 +65,7 @@ pub async fn login(
     body: Bytes,
 ) -> Result<Response> {
     sessions_only(&st)?;
-    let form = form(&headers, &body)?;
+    let form = input::fields(&headers, &body)?;
     let name = form.get("name").cloned().unwrap_or_default();
     let password = form.get("password").cloned().unwrap_or_default();
     let next = safe_next(&chrome.base, form.get("next").map(String::as_str));
@@ -87,16 +85,7 @@ pub async fn login(
     });
     match outcome {
         Login::Ok(op) => {
-            // A new session id at login: a session fixed before login is worth nothing.
-            session.cycle_id().await.map_err(session_error)?;
-            session
-                .insert(OPERATOR_ID, op.id)
-                .await
-                .map_err(session_error)?;
-            session
-                .insert(LOGIN_AT, now_ms())
-                .await
-                .map_err(session_error)?;
+            sign_in(&session, op.id).await?;
             let mut res = flash::redirect(false, &next, &format!("Welcome, {}.", op.name));
             res.extensions_mut().insert(actor);
             Ok(res)
@@ -160,21 +149,13 @@ pub async fn setup(
     body: Bytes,
 ) -> Result<Response> {
     sessions_only(&st)?;
-    let form = form(&headers, &body)?;
+    let form = input::fields(&headers, &body)?;
     let token = form.get("token").cloned().unwrap_or_default();
     let name = form.get("name").cloned().unwrap_or_default();
     let password = form.get("password").cloned().unwrap_or_default();
     match st.accounts.complete_setup(&token, &name, &password).await {
         Ok(Some(op)) => {
-            session.cycle_id().await.map_err(session_error)?;
-            session
-                .insert(OPERATOR_ID, op.id)
-                .await
-                .map_err(session_error)?;
-            session
-                .insert(LOGIN_AT, now_ms())
-                .await
-                .map_err(session_error)?;
+            sign_in(&session, op.id).await?;
             let mut res = flash::redirect(
                 false,
                 &format!("{}/workers", chrome.base),
@@ -194,15 +175,19 @@ pub async fn setup(
     }
 }
 
-fn form(headers: &HeaderMap, body: &[u8]) -> Result<BTreeMap<String, String>> {
-    match input::body(headers, body)? {
-        Body::Form(f) => Ok(f),
-        Body::Json(serde_json::Value::Object(m)) => Ok(m
-            .into_iter()
-            .map(|(k, v)| (k, v.as_str().map(str::to_owned).unwrap_or_default()))
-            .collect()),
-        Body::Json(_) => Err(WebError::bad_request("send a form or a JSON object")),
-    }
+/// Binds the session to an operator, under a new session id: a session fixed before login is
+/// worth nothing after it.
+async fn sign_in(session: &Session, operator_id: i64) -> Result<()> {
+    session.cycle_id().await.map_err(session_error)?;
+    session
+        .insert(OPERATOR_ID, operator_id)
+        .await
+        .map_err(session_error)?;
+    session
+        .insert(LOGIN_AT, now_ms())
+        .await
+        .map_err(session_error)?;
+    Ok(())
 }
 
 fn session_error(e: tower_sessions::session::Error) -> WebError {

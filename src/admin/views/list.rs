@@ -124,7 +124,12 @@ pub fn job_row(base: &str, job: &Job) -> Markup {
                 a href=(href) { (job.job) }
                 @if !job.group.is_empty() { div class="muted small" { (job.group) } }
             }
-            td { (status_badge(job.status)) }
+            td {
+                (status_badge(job.status))
+                @if let Some(err) = job.error.as_deref().filter(|_| job.status == crate::JobStatus::Exception) {
+                    div class="error-excerpt small" title=(err) { (excerpt(err, 80)) }
+                }
+            }
             td { (progress_bar(job.progress, job.status)) }
             td { (time(Some(job.created_at))) }
             td { (time(job.schedule_at)) }
@@ -132,5 +137,15 @@ pub fn job_row(base: &str, job: &Job) -> Markup {
             td { (time(job.finished_at)) }
             td { (duration(job.duration(Utc::now()))) }
         }
+    }
+}
+
+/// The first line of `text`, cut to `max` characters.
+fn excerpt(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or("");
+    if line.chars().count() > max || text.lines().nth(1).is_some() {
+        format!("{}…", line.chars().take(max).collect::<String>())
+    } else {
+        line.to_owned()
     }
 }
