@@ -18,6 +18,7 @@ use crate::error::Error;
 pub const SECRET_MASK: &str = "••••••";
 
 /// Why a handler did not succeed: its arguments could not be read (never retried), or it failed.
+#[derive(Debug)]
 pub(crate) enum HandlerError {
     BadArgs(String),
     Failed(anyhow::Error),

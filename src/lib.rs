@@ -36,6 +36,7 @@
 //! ```
 pub mod admin;
 pub mod auth;
+pub mod bench;
 pub mod clock;
 pub mod context;
 pub mod demo;

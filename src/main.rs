@@ -65,6 +65,15 @@ enum Command {
         #[command(flatten)]
         db: Db,
     },
+    /// Measure enqueue, run and scheduling speed (a fresh SQLite file unless --database-url).
+    Bench {
+        /// `sqlite://…` or `postgres://…`; jobs it creates are removed afterwards.
+        #[arg(long, env = "NIGHTSHIFT_BENCH_DATABASE_URL")]
+        database_url: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage operators.
     Operator {
         #[command(subcommand)]
@@ -185,6 +194,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate { db } => {
             nightshift::store::connect(&db.database_url).await?;
             eprintln!("migrations applied");
+        }
+        Command::Bench { database_url, json } => {
+            let figures = nightshift::bench::run(database_url.as_deref()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&figures)?);
+            } else {
+                for f in figures {
+                    println!(
+                        "{:<45} {:>12.1} {:<8} {}",
+                        f.name, f.value, f.unit, f.detail
+                    );
+                }
+            }
         }
         Command::Operator {
             command: OperatorCommand::Add { name, role, db },

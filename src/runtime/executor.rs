@@ -234,3 +234,37 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         "a non-string panic payload".to_owned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Paused time: the default 10 s grace period passes in an instant, and exactly.
+    #[tokio::test(start_paused = true)]
+    async fn a_handler_ignoring_its_signal_is_stopped_when_the_grace_period_ends() {
+        let grace = crate::runtime::Config::default().grace_period;
+        assert_eq!(grace, Duration::from_secs(10));
+        let mut handle: JoinHandle<Result<(), HandlerError>> = tokio::spawn(async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(())
+        });
+        let start = tokio::time::Instant::now();
+        let ended = stop_within(&mut handle, grace).await;
+        assert!(matches!(ended, Ended::Forced));
+        assert_eq!(start.elapsed(), grace);
+        let join = handle.await.unwrap_err();
+        assert!(join.is_cancelled(), "the task was stopped by force");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_handler_that_stops_within_the_grace_period_returns_normally() {
+        let mut handle: JoinHandle<Result<(), HandlerError>> = tokio::spawn(async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            Ok(())
+        });
+        let start = tokio::time::Instant::now();
+        let ended = stop_within(&mut handle, Duration::from_secs(10)).await;
+        assert!(matches!(ended, Ended::Returned(Ok(Ok(())))));
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
+    }
+}

@@ -80,3 +80,33 @@ impl Registry {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_stop_reason_wins() {
+        let reg = Registry::default();
+        let signal = reg.register(7);
+        assert!(reg.stop(
+            7,
+            StopReason::Abort {
+                by: "alice".into(),
+                at: 1
+            }
+        ));
+        reg.stop_all(StopReason::Shutdown);
+        assert!(signal.token.is_cancelled());
+        assert_eq!(
+            signal.reason(),
+            Some(StopReason::Abort {
+                by: "alice".into(),
+                at: 1
+            })
+        );
+        assert!(!reg.stop(8, StopReason::Shutdown), "not running here");
+        reg.remove(7);
+        assert_eq!(reg.len(), 0);
+    }
+}
