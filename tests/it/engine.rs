@@ -170,19 +170,25 @@ async fn a_job_runs_and_its_log_and_progress_are_stored_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_job_starts_at_its_time_not_before() {
     let db = temp_db();
-    let worker = builder(&db).build().await.unwrap();
+    // With a 30 s poll, only the scheduler's own timer can start the job within a second.
+    let worker = builder(&db)
+        .poll_interval(Duration::from_secs(30))
+        .build()
+        .await
+        .unwrap();
     register(&worker);
     worker.start().await.unwrap();
-    let at = Utc::now() + chrono::Duration::milliseconds(700);
+    let at = Utc::now() + chrono::Duration::milliseconds(2_700);
     let id = worker.schedule("Work", &json!({}), at).await.unwrap();
     assert_eq!(worker.job(id).await.unwrap().status, JobStatus::Scheduled);
     let job = finished(&worker, id).await;
     assert_eq!(job.status, JobStatus::Done);
     let started = job.started_at.unwrap();
     assert!(started >= at, "started {started} before {at}");
-    // No polling tick: it starts as soon as it is due (generous bound for a loaded CI machine).
+    // No polling tick: it starts when it is due (the bound is generous for a loaded CI machine;
+    // `nightshift bench` measures the real lateness).
     assert!(
-        started - at < chrono::Duration::milliseconds(250),
+        started - at < chrono::Duration::milliseconds(900),
         "late: {}",
         started - at
     );
