@@ -167,7 +167,23 @@ pub fn progress(job: &Job) -> Markup {
         section class="card progress-panel" id="job-progress" sse-swap="progress" hx-swap="outerHTML" {
             (progress_bar(job.progress, job.status))
             @if let Some(text) = &job.progress_text {
-                p class="progress-text" { (text) }
+                p class="progress-text" { (linkified(text)) }
+            }
+        }
+    }
+}
+
+/// Text with its `http(s)://…` and `/absolute/path` words as links (a job can point at its
+/// output). Everything stays escaped; no other scheme becomes a link.
+fn linkified(text: &str) -> Markup {
+    html! {
+        @for (i, word) in text.split(' ').enumerate() {
+            @if i > 0 { " " }
+            @if word.starts_with("https://") || word.starts_with("http://")
+                || (word.starts_with('/') && !word.starts_with("//") && word.len() > 1) {
+                a href=(word) rel="noopener noreferrer" { (word) }
+            } @else {
+                (word)
             }
         }
     }
@@ -264,5 +280,16 @@ fn history(rows: &[crate::entity::audit::Model]) -> Markup {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_web_links_and_paths_become_links() {
+        let m = super::linkified("Done: /exports/a.csv see https://x.test/?a=1&b=<2> javascript:alert(1)").into_string();
+        assert!(m.contains(r#"<a href="/exports/a.csv""#), "{m}");
+        assert!(m.contains("https://x.test/?a=1&amp;b=&lt;2&gt;"), "{m}");
+        assert!(!m.contains(r#"href="javascript"#), "{m}");
     }
 }
