@@ -184,8 +184,12 @@ impl JobContext {
     }
 }
 
-/// Cuts `s` to at most `max` bytes on a character boundary, marking the cut.
+/// Cuts `s` to at most `max` bytes on a character boundary, marking the cut. NUL characters
+/// (which PostgreSQL refuses in text) become U+FFFD.
 pub(crate) fn truncate(mut s: String, max: usize) -> String {
+    if s.contains('\0') {
+        s = s.replace('\0', "\u{FFFD}");
+    }
     if s.len() <= max {
         return s;
     }

@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use nightshift::auth::session_store::DbSessionStore;
 use nightshift::auth::{Accounts, Auth, SessionOptions};
 use nightshift::{DEFAULT_DATABASE_URL, Worker};
 use tracing_subscriber::EnvFilter;
@@ -158,16 +157,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             tracing::info!("admin at http://{addr}/");
-            let sessions = DbSessionStore::new(worker.store().connection().clone());
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
-                loop {
-                    tick.tick().await;
-                    if let Err(e) = sessions.delete_expired().await {
-                        tracing::warn!("could not delete expired sessions: {e}");
-                    }
-                }
-            });
             let auth = Auth::Sessions(SessionOptions {
                 secure_cookies,
                 ..SessionOptions::default()

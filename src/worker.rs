@@ -173,7 +173,7 @@ impl WorkerBuilder {
         let now = now_ms();
         let node = node::Model {
             id: format!("{hostname}-{pid}-{:04x}", fastrand::u16(..)),
-            hostname,
+            hostname: runtime::maintenance::process_scope(&hostname),
             pid,
             started_at: now,
             heartbeat_at: now,
@@ -366,6 +366,7 @@ impl Worker {
                 Ok(JobInsert {
                     kind: kind.name.clone(),
                     queue: kind.queue.clone(),
+                    search: kind.redact(&j.args).to_string(),
                     args,
                     max_attempts: kind.max_attempts as i32,
                     schedule_at: j.schedule_at.map(to_ms),
@@ -451,11 +452,12 @@ impl Worker {
         }
         let old: Value = serde_json::from_str(&current.args).unwrap_or(Value::Null);
         let args = keep_secrets(&kind, &old, args);
+        let search = kind.redact(&args).to_string();
         let args = check_args(&kind, &args)?;
         let m = self
             .shared
             .store
-            .update_waiting(id, args, schedule_at.map(to_ms), now_ms())
+            .update_waiting(id, args, search, schedule_at.map(to_ms), now_ms())
             .await?;
         let job = self.to_jobs(vec![m])?.remove(0);
         self.emit_status(&job, current.status.parse().ok());
@@ -495,6 +497,25 @@ impl Worker {
     /// Starts the runtime on this node: rescues lost jobs, then schedules and runs jobs until
     /// [`Worker::shutdown`]. Calling it twice does nothing.
     pub async fn start(&self) -> Result<()> {
+        if self
+            .shared
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .started
+        {
+            return Ok(());
+        }
+        // Heartbeat and rescue before anything runs, so jobs a crashed process left behind are
+        // found at this start. A failure here leaves the worker startable again.
+        runtime::maintenance::once(
+            &self.shared,
+            runtime::maintenance::Round {
+                first: true,
+                reap_silent: true,
+            },
+        )
+        .await?;
         let rx = {
             let mut tasks = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
             if tasks.started {
@@ -509,9 +530,6 @@ impl Worker {
         };
         let Some(rx) = rx else { return Ok(()) };
         let completer = tokio::spawn(runtime::completer::run(self.shared.clone(), rx));
-        // Heartbeat and rescue before the first claim, so jobs a crashed process left behind are
-        // found at this start.
-        runtime::maintenance::once(&self.shared).await?;
         let stop = CancellationToken::new();
         let maintenance =
             tokio::spawn(runtime::maintenance::run(self.shared.clone(), stop.clone()));
@@ -525,8 +543,15 @@ impl Worker {
         Ok(())
     }
 
-    /// Waits until everything reported so far is written.
+    /// Waits until everything reported so far is written (at once if the runtime is not started).
     pub async fn flush(&self) {
+        let started = {
+            let tasks = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
+            tasks.started && tasks.completer.is_some()
+        };
+        if !started {
+            return;
+        }
         let (tx, rx) = oneshot::channel();
         if self.shared.writer.send(WriteOp::Flush(tx)).await.is_ok() {
             let _ = rx.await;

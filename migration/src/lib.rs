@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261129_000001_create_jobs;
 mod m20261129_000002_create_operators;
+mod m20261129_000003_add_job_search;
 
 /// Applies every Nightshift migration in order.
 ///
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261129_000001_create_jobs::Migration),
             Box::new(m20261129_000002_create_operators::Migration),
+            Box::new(m20261129_000003_add_job_search::Migration),
         ]
     }
 

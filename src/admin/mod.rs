@@ -117,6 +117,19 @@ where
     let app = match &auth {
         Auth::Sessions(opts) => {
             let idle = CookieDuration::seconds(opts.idle_timeout.as_secs() as i64);
+            // Every anonymous visit to the login page stores a session: sweep expired ones.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let sessions = DbSessionStore::new(db.clone());
+                rt.spawn(async move {
+                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+                    loop {
+                        tick.tick().await;
+                        if let Err(e) = sessions.delete_expired().await {
+                            tracing::warn!("could not delete expired sessions: {e}");
+                        }
+                    }
+                });
+            }
             app.layer(
                 SessionManagerLayer::new(DbSessionStore::new(db))
                     .with_name(security::SESSION_COOKIE)

@@ -273,7 +273,9 @@ pub fn parse_time(raw: &str, tz_offset: Option<&String>) -> Option<DateTime<Utc>
         .and_then(|o| o.trim().parse().ok())
         .filter(|o: &i64| o.abs() <= 18 * 60)
         .unwrap_or(0);
-    Some(local.and_utc() - chrono::Duration::minutes(offset))
+    local
+        .and_utc()
+        .checked_sub_signed(chrono::Duration::minutes(offset))
 }
 
 #[cfg(test)]
@@ -319,5 +321,6 @@ mod tests {
         let t = parse_time("2026-12-01T12:00", Some(&"60".into())).unwrap();
         assert_eq!(t.to_rfc3339(), "2026-12-01T11:00:00+00:00");
         assert!(parse_time("tomorrow", None).is_none());
+        assert!(parse_time("+262143-12-31T23:59:59", Some(&"-60".into())).is_none());
     }
 }

@@ -38,7 +38,7 @@ pub const SESSION_COOKIE: &str = "nightshift_session";
 /// Session keys.
 pub const OPERATOR_ID: &str = "operator_id";
 pub const LOGIN_AT: &str = "login_at";
-const CSRF: &str = "csrf";
+pub const CSRF: &str = "csrf";
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers

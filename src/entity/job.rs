@@ -37,6 +37,9 @@ pub struct Model {
     pub log_lines: i64,
     pub log_dropped: i64,
     pub error_rows: i32,
+    /// The arguments with secrets masked: what a text search looks in.
+    #[sea_orm(column_type = "Text")]
+    pub search: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

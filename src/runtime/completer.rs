@@ -127,32 +127,44 @@ fn add(
     }
 }
 
-/// Writes the batch, retrying on failure: a report or completion is never dropped because the
-/// database hiccuped.
+/// Writes the batch, retrying on failure. Reports that keep failing (after about a minute) are
+/// dropped so they cannot block the rest; completions are retried until they are written, since
+/// dropping one would leave its job `running` on a live node.
 async fn flush(shared: &Shared, batch: &mut WriteBatch) {
     if batch.is_empty() {
         return;
     }
-    let taken = std::mem::take(batch);
+    let mut taken = std::mem::take(batch);
     let mut delay = Duration::from_millis(100);
     let mut tries = 0;
     let written = loop {
         match shared.store.write_batch(&taken, now_ms()).await {
             Ok(w) => break w,
-            Err(e) if tries < 30 => {
+            Err(e) => {
                 tries += 1;
-                tracing::error!("writing job reports failed (try {tries}), retrying: {e}");
+                if tries == 15
+                    && !(taken.logs.is_empty()
+                        && taken.results.is_empty()
+                        && taken.progress.is_empty())
+                {
+                    tracing::error!(
+                        "dropping {} log lines, {} result rows and {} progress updates that cannot be written: {e}",
+                        taken.logs.len(),
+                        taken.results.len(),
+                        taken.progress.len()
+                    );
+                    taken = WriteBatch {
+                        completions: std::mem::take(&mut taken.completions),
+                        ..WriteBatch::default()
+                    };
+                    if taken.is_empty() {
+                        return;
+                    }
+                } else {
+                    tracing::error!("writing job reports failed (try {tries}), retrying: {e}");
+                }
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => {
-                tracing::error!(
-                    "giving up on {} log lines, {} result rows and {} completions: {e}",
-                    taken.logs.len(),
-                    taken.results.len(),
-                    taken.completions.len()
-                );
-                return;
             }
         }
     };

@@ -22,9 +22,14 @@ use crate::store::Completion;
 /// The longest error text kept.
 pub const MAX_ERROR: usize = 16 * 1024;
 
+/// The handler's task: its result, and whether it had been told to stop when it returned.
+type Handle = JoinHandle<(Result<(), HandlerError>, bool)>;
+
 /// How the handler's task ended.
 enum Ended {
-    /// It returned (or panicked) by itself.
+    /// It returned (or panicked) before anyone asked it to stop.
+    Finished(Result<Result<(), HandlerError>, JoinError>),
+    /// It returned (or panicked) after it was told to stop.
     Returned(Result<Result<(), HandlerError>, JoinError>),
     /// It did not stop within the grace period and was stopped by force.
     Forced,
@@ -66,7 +71,14 @@ async fn execute(shared: &Shared, job: &job::Model) -> Completion {
         shared.writer.clone(),
         kind.redact(&args),
     );
-    let mut handle = tokio::spawn((kind.handler)(args, ctx));
+    let run = (kind.handler)(args, ctx);
+    let told = signal.token.clone();
+    // Whether the stop signal came before the handler returned tells a job that finished from one
+    // that stopped because it was asked to (both may return Ok).
+    let mut handle: Handle = tokio::spawn(async move {
+        let res = run.await;
+        (res, told.is_cancelled())
+    });
     let timeout = async {
         match kind.timeout {
             Some(t) => tokio::time::sleep(t).await,
@@ -75,7 +87,9 @@ async fn execute(shared: &Shared, job: &job::Model) -> Completion {
     };
     let grace = shared.config.grace_period;
     let ended = tokio::select! {
-        res = &mut handle => Ended::Returned(res),
+        // A handler that has returned wins over a stop signal or timeout arriving at once.
+        biased;
+        res = &mut handle => classify(res),
         _ = signal.token.cancelled() => stop_within(&mut handle, grace).await,
         _ = timeout => {
             signal.stop(StopReason::Timeout);
@@ -86,15 +100,23 @@ async fn execute(shared: &Shared, job: &job::Model) -> Completion {
 }
 
 /// Gives a handler that was told to stop `grace` to return, then aborts its task.
-async fn stop_within(handle: &mut JoinHandle<Result<(), HandlerError>>, grace: Duration) -> Ended {
+async fn stop_within(handle: &mut Handle, grace: Duration) -> Ended {
     match tokio::time::timeout(grace, &mut *handle).await {
-        Ok(res) => Ended::Returned(res),
+        Ok(res) => classify(res),
         Err(_) => {
             // Takes effect at the handler's next await; a handler blocking its thread cannot be
             // stopped from here, but its job is finished for us all the same.
             handle.abort();
             Ended::Forced
         }
+    }
+}
+
+fn classify(res: Result<(Result<(), HandlerError>, bool), JoinError>) -> Ended {
+    match res {
+        Ok((res, false)) => Ended::Finished(Ok(res)),
+        Ok((res, true)) => Ended::Returned(Ok(res)),
+        Err(join) => Ended::Returned(Err(join)),
     }
 }
 
@@ -106,7 +128,13 @@ async fn decide(
     ended: Ended,
 ) -> Completion {
     let forced = matches!(ended, Ended::Forced);
-    match signal.reason() {
+    let reason = match (&ended, signal.reason()) {
+        // Finished before the shutdown or timeout reached it: its own outcome stands. An abort
+        // still ends `killed` (the job is already `aborting` in the database).
+        (Ended::Finished(_), Some(StopReason::Shutdown | StopReason::Timeout)) => None,
+        (_, reason) => reason,
+    };
+    match reason {
         Some(StopReason::Abort { by, at }) => {
             let how = if forced {
                 format!(
@@ -146,14 +174,18 @@ async fn decide(
             failure(shared, job, kind, msg, "timeout")
         }
         None => match ended {
-            Ended::Returned(Ok(Ok(()))) => completion(shared, job, JobStatus::Done, None, "done"),
-            Ended::Returned(Ok(Err(HandlerError::BadArgs(msg)))) => {
+            Ended::Finished(Ok(Ok(()))) | Ended::Returned(Ok(Ok(()))) => {
+                completion(shared, job, JobStatus::Done, None, "done")
+            }
+            Ended::Finished(Ok(Err(HandlerError::BadArgs(msg))))
+            | Ended::Returned(Ok(Err(HandlerError::BadArgs(msg)))) => {
                 bad_args(shared, job, format!("bad arguments: {msg}"))
             }
-            Ended::Returned(Ok(Err(HandlerError::Failed(e)))) => {
+            Ended::Finished(Ok(Err(HandlerError::Failed(e))))
+            | Ended::Returned(Ok(Err(HandlerError::Failed(e)))) => {
                 failure(shared, job, kind, format!("{e:#}"), "error")
             }
-            Ended::Returned(Err(join)) => {
+            Ended::Finished(Err(join)) | Ended::Returned(Err(join)) => {
                 let msg = match join.try_into_panic() {
                     Ok(payload) => format!("panicked: {}", panic_message(payload.as_ref())),
                     Err(e) => format!("the handler's task was cancelled: {e}"),
@@ -244,9 +276,9 @@ mod tests {
     async fn a_handler_ignoring_its_signal_is_stopped_when_the_grace_period_ends() {
         let grace = crate::runtime::Config::default().grace_period;
         assert_eq!(grace, Duration::from_secs(10));
-        let mut handle: JoinHandle<Result<(), HandlerError>> = tokio::spawn(async {
+        let mut handle: Handle = tokio::spawn(async {
             tokio::time::sleep(Duration::from_secs(3600)).await;
-            Ok(())
+            (Ok(()), false)
         });
         let start = tokio::time::Instant::now();
         let ended = stop_within(&mut handle, grace).await;
@@ -258,13 +290,16 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_handler_that_stops_within_the_grace_period_returns_normally() {
-        let mut handle: JoinHandle<Result<(), HandlerError>> = tokio::spawn(async {
+        let mut handle: Handle = tokio::spawn(async {
             tokio::time::sleep(Duration::from_secs(3)).await;
-            Ok(())
+            (Ok(()), true)
         });
         let start = tokio::time::Instant::now();
         let ended = stop_within(&mut handle, Duration::from_secs(10)).await;
-        assert!(matches!(ended, Ended::Returned(Ok(Ok(())))));
+        assert!(
+            matches!(ended, Ended::Returned(Ok(Ok(())))),
+            "told to stop, then returned"
+        );
         assert_eq!(start.elapsed(), Duration::from_secs(3));
     }
 }

@@ -17,34 +17,63 @@ use crate::state::JobStatus;
 use crate::store::Completion;
 
 pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(shared.config.heartbeat_interval);
+    let interval = shared.config.heartbeat_interval;
+    let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // `start` ran the first round just now.
+    let mut last_ok = Some(tokio::time::Instant::now());
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
-        if let Err(e) = once(&shared).await {
-            tracing::error!("maintenance failed: {e}");
+        // Judge other nodes silent only if we ourselves were connected all along: after an
+        // outage everyone's heartbeat is old, and the others need a round to come back.
+        let connected = last_ok.is_some_and(|t| t.elapsed() <= interval * 2 + interval / 2);
+        match once(
+            &shared,
+            Round {
+                first: false,
+                reap_silent: connected,
+            },
+        )
+        .await
+        {
+            Ok(()) => last_ok = Some(tokio::time::Instant::now()),
+            Err(e) => tracing::error!("maintenance failed: {e}"),
         }
     }
 }
 
+/// What a maintenance round may do.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Round {
+    /// The first round of this node (its row is expected to be missing).
+    pub first: bool,
+    /// Whether nodes with an old heartbeat may be declared dead.
+    pub reap_silent: bool,
+}
+
 /// One round: heartbeat, aborts, rescue. Also run at start-up, before the first claim.
-pub(crate) async fn once(shared: &Shared) -> crate::Result<()> {
+pub(crate) async fn once(shared: &Shared, round: Round) -> crate::Result<()> {
     let now = now_ms();
-    shared.store.heartbeat(&shared.node, now).await?;
+    let existed = shared.store.heartbeat(&shared.node, now).await?;
+    if !existed && !round.first {
+        // Another node took us for dead and rescued our jobs: what runs here now runs twice.
+        tracing::error!("this node was declared dead by another; stopping its running jobs");
+        shared.registry.stop_all(StopReason::Shutdown);
+    }
     for (job_id, by) in shared.store.aborting_on(&shared.node.id).await? {
         let by = by.unwrap_or_else(|| "an operator".into());
         shared
             .registry
             .stop(job_id, StopReason::Abort { by, at: now });
     }
-    reap_dead_nodes(shared, now).await?;
+    reap_dead_nodes(shared, now, round.reap_silent).await?;
     rescue(shared).await
 }
 
-async fn reap_dead_nodes(shared: &Shared, now: i64) -> crate::Result<()> {
+async fn reap_dead_nodes(shared: &Shared, now: i64, reap_silent: bool) -> crate::Result<()> {
     for node in shared.store.nodes().await? {
         if node.id != shared.node.id
             && node.hostname == shared.node.hostname
@@ -53,6 +82,9 @@ async fn reap_dead_nodes(shared: &Shared, now: i64) -> crate::Result<()> {
             tracing::warn!(node = %node.id, pid = node.pid, "worker process is gone");
             shared.store.remove_node(&node.id).await?;
         }
+    }
+    if !reap_silent {
+        return Ok(());
     }
     let cutoff = now - shared.config.node_timeout.as_millis() as i64;
     let reaped = shared.store.reap_stale_nodes(cutoff).await?;
@@ -73,33 +105,38 @@ async fn rescue(shared: &Shared) -> crate::Result<()> {
             (JobStatus::Exception, None)
         };
         let line = format!("Worker lost (node {node}) during attempt {}", job.attempt);
-        let _ = shared
-            .writer
-            .send(WriteOp::Log {
-                job_id: job.id,
-                at: now_ms(),
-                line,
-            })
-            .await;
-        let _ = shared
-            .writer
-            .send(WriteOp::Complete(Completion {
-                job_id: job.id,
-                attempt: job.attempt,
-                node,
-                status,
-                error: Some(error),
-                run_at,
-                outcome: "lost",
-                refund_attempt: false,
-            }))
-            .await;
+        // Never wait on a full channel here: the heartbeat must go on. A rescue that does not
+        // fit now is found again next round.
+        let _ = shared.writer.try_send(WriteOp::Log {
+            job_id: job.id,
+            at: now_ms(),
+            line,
+        });
+        let _ = shared.writer.try_send(WriteOp::Complete(Completion {
+            job_id: job.id,
+            attempt: job.attempt,
+            node,
+            status,
+            error: Some(error),
+            run_at,
+            outcome: "lost",
+            refund_attempt: false,
+        }));
     }
     Ok(())
 }
 
-/// Whether a process with this id runs on this host (Linux: `/proc`; elsewhere we cannot tell and
-/// rely on the heartbeat timeout).
+/// Where process ids mean the same thing: the host name plus, on Linux, the PID namespace, so
+/// that containers sharing a host name never judge each other by `/proc`.
+pub(crate) fn process_scope(hostname: &str) -> String {
+    match std::fs::read_link("/proc/self/ns/pid") {
+        Ok(ns) => format!("{hostname} {}", ns.display()),
+        Err(_) => hostname.to_owned(),
+    }
+}
+
+/// Whether a process with this id runs in this scope (Linux: `/proc`; elsewhere we cannot tell
+/// and rely on the heartbeat timeout).
 fn process_alive(pid: i64) -> bool {
     if !cfg!(target_os = "linux") {
         return true;

@@ -77,8 +77,9 @@ fn condition(filter: &JobFilter) -> Condition {
             .replace('\\', "\\\\")
             .replace('%', "\\%")
             .replace('_', "\\_");
+        // In the masked copy: a search must not reveal a secret a character at a time.
         cond = cond.add(
-            Expr::col(job::Column::Args)
+            Expr::col(job::Column::Search)
                 .like(sea_orm::sea_query::LikeExpr::new(format!("%{escaped}%")).escape('\\')),
         );
     }

@@ -35,6 +35,8 @@ pub(crate) struct JobInsert {
     pub kind: String,
     pub queue: String,
     pub args: String,
+    /// The arguments with secrets masked.
+    pub search: String,
     pub max_attempts: i32,
     pub schedule_at: Option<i64>,
     pub created_by: Option<String>,
@@ -129,6 +131,7 @@ impl Store {
                 log_lines: Set(0),
                 log_dropped: Set(0),
                 error_rows: Set(0),
+                search: Set(j.search.clone()),
             });
             let mut inserted = job::Entity::insert_many(rows)
                 .exec_with_returning(conn)
@@ -227,6 +230,7 @@ impl Store {
         &self,
         id: i64,
         args: String,
+        search: String,
         schedule_at: Option<i64>,
         now: i64,
     ) -> Result<job::Model> {
@@ -239,6 +243,7 @@ impl Store {
             let res = job::Entity::update_many()
                 .col_expr(job::Column::Status, Expr::value(status.as_str()))
                 .col_expr(job::Column::Args, Expr::value(args.clone()))
+                .col_expr(job::Column::Search, Expr::value(search.clone()))
                 .col_expr(job::Column::ScheduleAt, Expr::value(schedule_at))
                 .col_expr(job::Column::RunAt, Expr::value(run_at))
                 .col_expr(job::Column::UpdatedAt, Expr::value(now))
@@ -409,6 +414,8 @@ impl Store {
             .col_expr(job_attempt::Column::Error, Expr::value(error))
             .filter(job_attempt::Column::JobId.eq(c.job_id))
             .filter(job_attempt::Column::Attempt.eq(c.attempt))
+            // An attempt given back by a shutdown is numbered again: leave the closed row be.
+            .filter(job_attempt::Column::FinishedAt.is_null())
             .exec(tx)
             .await?;
         Ok(Some(Completed {
@@ -418,8 +425,9 @@ impl Store {
         }))
     }
 
-    /// Records that `node` is alive (inserting its row if it is new or was reaped).
-    pub(crate) async fn heartbeat(&self, me: &node::Model, now: i64) -> Result<()> {
+    /// Records that `node` is alive, inserting its row if it is new or was reaped. Returns whether
+    /// the row was there.
+    pub(crate) async fn heartbeat(&self, me: &node::Model, now: i64) -> Result<bool> {
         retry_busy(|| async {
             let res = node::Entity::update_many()
                 .col_expr(node::Column::HeartbeatAt, Expr::value(now))
@@ -433,7 +441,7 @@ impl Store {
                     .exec_without_returning(&self.db)
                     .await?;
             }
-            Ok(())
+            Ok(res.rows_affected > 0)
         })
         .await
     }

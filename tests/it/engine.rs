@@ -462,6 +462,14 @@ async fn graceful_shutdown_finishes_short_jobs_and_gives_long_ones_back() {
     let job = wait_for(&again, long, "running", |j| j.status == JobStatus::Running).await;
     assert_eq!(job.attempt, 1);
     again.shutdown().await;
+    // Both interruptions are on record: a renumbered attempt never overwrites a closed one.
+    let attempts = again.attempts(long).await.unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a.outcome.as_deref() == Some("interrupted") && a.finished_at.is_some())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -356,6 +356,23 @@ async fn a_viewer_reads_but_cannot_change_anything_and_denials_are_audited() {
     assert_eq!(res.status().as_u16(), 200);
     let body = res.text().await.unwrap();
     assert!(!body.contains("hunter2"), "secrets are never shown: {body}");
+    // Nor can they be found by searching the arguments, a character at a time.
+    let res = viewer(reqwest::Method::GET, "/workers?q=hunter")
+        .send()
+        .await
+        .unwrap();
+    let found: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(found["jobs"].as_array().unwrap().len(), 0, "{found}");
+    let res = viewer(reqwest::Method::GET, "/workers?q=secret")
+        .send()
+        .await
+        .unwrap();
+    let found: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(
+        found["jobs"].as_array().unwrap().len(),
+        1,
+        "the field name is searchable"
+    );
     for (m, p) in [
         (reqwest::Method::POST, format!("/workers/{running}/abort")),
         (reqwest::Method::POST, format!("/workers/{waiting}/cancel")),

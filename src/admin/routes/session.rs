@@ -27,14 +27,18 @@ pub struct NextQuery {
     next: Option<String>,
 }
 
-/// Only paths inside this admin: never an open redirect.
+/// Only paths inside this admin: never an open redirect (browsers read `\\` as `/` and drop
+/// tabs, so `/\\evil.example` would leave the site).
 fn safe_next(base: &str, next: Option<&str>) -> String {
+    let ok = |n: &str| {
+        n.starts_with(&format!("{base}/"))
+            && !n.contains('\\')
+            && !n.chars().any(|c| c.is_control() || c.is_whitespace())
+            && !n.starts_with("//")
+            && !n.contains("://")
+    };
     match next {
-        Some(n)
-            if n.starts_with(&format!("{base}/")) && !n.starts_with("//") && !n.contains("://") =>
-        {
-            n.to_owned()
-        }
+        Some(n) if ok(n) => n.to_owned(),
         _ => format!("{base}/workers"),
     }
 }
@@ -187,6 +191,12 @@ async fn sign_in(session: &Session, operator_id: i64) -> Result<()> {
         .insert(LOGIN_AT, now_ms())
         .await
         .map_err(session_error)?;
+    // A fresh CSRF token too: nothing from before login carries over.
+    let csrf = crate::auth::password::random_token();
+    session
+        .insert(crate::admin::security::CSRF, csrf)
+        .await
+        .map_err(session_error)?;
     Ok(())
 }
 
@@ -196,4 +206,24 @@ fn session_error(e: tower_sessions::session::Error) -> WebError {
         StatusCode::INTERNAL_SERVER_ERROR,
         "Something went wrong on our side; it has been logged.",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_stays_inside_the_admin() {
+        assert_eq!(safe_next("", Some("/workers/7")), "/workers/7");
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "https://evil.example/",
+            "/x/https://e",
+        ] {
+            assert_eq!(safe_next("", Some(bad)), "/workers", "{bad:?}");
+        }
+        assert_eq!(safe_next("/admin", Some("/other")), "/admin/workers");
+    }
 }

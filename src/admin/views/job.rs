@@ -180,7 +180,7 @@ fn linkified(text: &str) -> Markup {
         @for (i, word) in text.split(' ').enumerate() {
             @if i > 0 { " " }
             @if word.starts_with("https://") || word.starts_with("http://")
-                || (word.starts_with('/') && !word.starts_with("//") && word.len() > 1) {
+                || (word.starts_with('/') && !word.starts_with("//") && !word.contains('\\') && word.len() > 1) {
                 a href=(word) rel="noopener noreferrer" { (word) }
             } @else {
                 (word)
@@ -287,7 +287,10 @@ fn history(rows: &[crate::entity::audit::Model]) -> Markup {
 mod tests {
     #[test]
     fn only_web_links_and_paths_become_links() {
-        let m = super::linkified("Done: /exports/a.csv see https://x.test/?a=1&b=<2> javascript:alert(1)").into_string();
+        let m = super::linkified(
+            "Done: /exports/a.csv see https://x.test/?a=1&b=<2> javascript:alert(1)",
+        )
+        .into_string();
         assert!(m.contains(r#"<a href="/exports/a.csv""#), "{m}");
         assert!(m.contains("https://x.test/?a=1&amp;b=&lt;2&gt;"), "{m}");
         assert!(!m.contains(r#"href="javascript"#), "{m}");
