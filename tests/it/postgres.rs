@@ -21,10 +21,23 @@ struct PgDb {
 }
 
 impl PgDb {
-    async fn create() -> PgDb {
-        let admin = Database::connect(admin_url())
-            .await
-            .expect("PostgreSQL is running");
+    /// A fresh database, or `None` (the test is skipped, and says so) when no server answers,
+    /// unless `NIGHTSHIFT_REQUIRE_POSTGRES=1` (set by `.ci/run`).
+    async fn create() -> Option<PgDb> {
+        let mut opts = sea_orm::ConnectOptions::new(admin_url());
+        opts.connect_timeout(Duration::from_secs(3))
+            .acquire_timeout(Duration::from_secs(3));
+        let admin = match Database::connect(opts).await {
+            Ok(db) => db,
+            Err(e) if std::env::var("NIGHTSHIFT_REQUIRE_POSTGRES").as_deref() != Ok("1") => {
+                eprintln!(
+                    "skipping PostgreSQL test: no server at {} ({e})",
+                    admin_url()
+                );
+                return None;
+            }
+            Err(e) => panic!("PostgreSQL is required but not reachable: {e}"),
+        };
         let name = format!("nightshift_t_{:08x}", fastrand::u32(..));
         admin
             .execute_unprepared(&format!("CREATE DATABASE {name}"))
@@ -32,7 +45,7 @@ impl PgDb {
             .unwrap();
         let base = admin_url();
         let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
-        PgDb { name, url }
+        Some(PgDb { name, url })
     }
 
     async fn drop_db(self) {
@@ -48,7 +61,9 @@ impl PgDb {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_share_one_postgres_queue_and_every_job_runs_once() {
-    let pg = PgDb::create().await;
+    let Some(pg) = PgDb::create().await else {
+        return;
+    };
     let make = || {
         nightshift::Worker::builder()
             .database_url(&pg.url)
