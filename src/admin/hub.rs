@@ -81,6 +81,35 @@ pub struct Hub {
     jobs: Mutex<HashMap<i64, broadcast::Sender<Arc<Frame>>>>,
     list: broadcast::Sender<ListChange>,
     counts: tokio::sync::Mutex<Option<(Instant, Counts)>>,
+    /// The counts last pushed to list pages.
+    last_counts: Mutex<Option<Counts>>,
+    /// What watchers of each job have been shown (for the pulse).
+    seen: Mutex<HashMap<i64, Seen>>,
+}
+
+/// How often the pulse looks at the database for other processes' changes.
+const PULSE: Duration = Duration::from_secs(1);
+
+/// A watched job as last shown: state, progress and text, and its newest log line.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    state: (JobStatus, i32, Option<String>),
+    last_log: i64,
+}
+
+impl Seen {
+    fn of(job: &Job) -> Seen {
+        Seen {
+            state: (job.status, job.progress, job.progress_text.clone()),
+            last_log: 0,
+        }
+    }
+}
+
+fn log_frame(id: i64, at: i64, line: &str) -> Frame {
+    let html = views::job::log_line(at, line).into_string();
+    let json = serde_json::json!({"id": id, "at": crate::clock::to_datetime(at), "line": line});
+    Frame::new("log", Some(id), html, &json)
 }
 
 /// Counts are recomputed at most this often, however many pages ask.
@@ -96,6 +125,8 @@ impl Hub {
             jobs: Mutex::default(),
             list,
             counts: tokio::sync::Mutex::new(None),
+            last_counts: Mutex::new(None),
+            seen: Mutex::default(),
         })
     }
 
@@ -160,32 +191,121 @@ impl Hub {
 
     async fn run(self: Arc<Self>, mut rx: broadcast::Receiver<JobEvent>) {
         let mut counts_due: Option<Instant> = None;
+        let mut pulse = tokio::time::interval(PULSE);
+        pulse.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let ev = match counts_due {
-                Some(at) => tokio::select! {
-                    ev = rx.recv() => ev,
-                    _ = tokio::time::sleep_until(at) => {
-                        counts_due = None;
-                        self.publish_counts().await;
-                        continue;
-                    }
-                },
-                None => rx.recv().await,
+            let counts_wait = async {
+                match counts_due {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
             };
-            match ev {
-                Ok(ev) => {
-                    if matches!(ev, JobEvent::Status { .. }) && counts_due.is_none() {
-                        counts_due = Some(Instant::now() + Duration::from_millis(250));
+            tokio::select! {
+                ev = rx.recv() => match ev {
+                    Ok(ev) => {
+                        if matches!(ev, JobEvent::Status { .. }) && counts_due.is_none() {
+                            counts_due = Some(Instant::now() + Duration::from_millis(250));
+                        }
+                        self.dispatch(ev).await;
                     }
-                    self.dispatch(ev).await;
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!("admin live view fell {n} events behind; resyncing");
+                        self.resync().await;
+                        counts_due = Some(Instant::now());
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = counts_wait => {
+                    counts_due = None;
+                    self.publish_counts().await;
                 }
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!("admin live view fell {n} events behind; resyncing");
-                    self.resync().await;
-                    counts_due = Some(Instant::now());
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
+                _ = pulse.tick() => self.pulse().await,
             }
+        }
+    }
+
+    /// Changes made by other processes (another node, `nightshift worker`) reach this admin only
+    /// through the database: while someone watches, look at the watched jobs and the counts once
+    /// a second and push what changed. Jobs run here are already pushed by their events.
+    async fn pulse(&self) {
+        let ids: Vec<i64> = {
+            let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            jobs.iter()
+                .filter(|(_, tx)| tx.receiver_count() > 0)
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        let base = self.base().to_owned();
+        for id in ids {
+            let Ok(job) = self.worker.job(id).await else {
+                continue;
+            };
+            let now = Seen::of(&job);
+            let before = self.seen_of(id);
+            let Some(before) = before else {
+                // First look: remember where the job is; the viewer's stream already caught up.
+                let last_log = match self.worker.logs(id, 1).await {
+                    Ok(l) => l.last().map(|l| l.id).unwrap_or(0),
+                    Err(_) => continue,
+                };
+                self.remember(id, Seen { last_log, ..now });
+                continue;
+            };
+            let Some(tx) = self.job_sender(id) else {
+                continue;
+            };
+            let mut last_log = before.last_log;
+            if let Ok(lines) = self.worker.store().logs_after(id, last_log, 1000).await {
+                for l in lines {
+                    last_log = last_log.max(l.id);
+                    let _ = tx.send(Arc::new(log_frame(l.id, l.at, &l.line)));
+                }
+            }
+            if now.state != before.state {
+                let status_changed = now.state.0 != before.state.0;
+                for frame in job_frames(&base, &job, status_changed) {
+                    let _ = tx.send(Arc::new(frame));
+                }
+            }
+            self.remember(id, Seen { last_log, ..now });
+        }
+        if self.list.receiver_count() > 0
+            && let Ok(counts) = self.counts().await
+        {
+            let last = *self.last_counts.lock().unwrap_or_else(|e| e.into_inner());
+            if last != Some(counts) {
+                self.publish_counts().await;
+            }
+        }
+    }
+
+    /// A viewer of job `job` has caught up to log line `last_log` from the database: the pulse
+    /// goes on from there (unless it already follows the job).
+    pub fn caught_up(&self, job: &Job, last_log: i64) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.entry(job.id).or_insert(Seen {
+            last_log,
+            ..Seen::of(job)
+        });
+    }
+
+    fn seen_of(&self, id: i64) -> Option<Seen> {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.get(&id).cloned()
+    }
+
+    fn remember(&self, id: i64, s: Seen) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let watched = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        seen.retain(|k, _| watched.contains_key(k));
+        seen.insert(id, s);
+    }
+
+    /// Notes what a local event showed, so the pulse does not push it again.
+    fn saw(&self, id: i64, f: impl FnOnce(&mut Seen)) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = seen.get_mut(&id) {
+            f(s);
         }
     }
 
@@ -205,9 +325,8 @@ impl Hub {
                 ..
             } => {
                 if let Some(tx) = job_tx {
-                    let html = views::job::log_line(at, &line).into_string();
-                    let json = serde_json::json!({"id": line_id, "at": crate::clock::to_datetime(at), "line": line});
-                    let _ = tx.send(Arc::new(Frame::new("log", Some(line_id), html, &json)));
+                    self.saw(id, |s| s.last_log = s.last_log.max(line_id));
+                    let _ = tx.send(Arc::new(log_frame(line_id, at, &line)));
                 }
             }
             JobEvent::Result { cells, .. } => {
@@ -225,6 +344,8 @@ impl Hub {
                     return;
                 };
                 if let Some(tx) = job_tx {
+                    let state = Seen::of(&job).state;
+                    self.saw(id, |s| s.state = state);
                     for frame in job_frames(&base, &job, from.is_some()) {
                         let _ = tx.send(Arc::new(frame));
                     }
@@ -248,6 +369,7 @@ impl Hub {
         }
         *self.counts.lock().await = None;
         if let Ok(counts) = self.counts().await {
+            *self.last_counts.lock().unwrap_or_else(|e| e.into_inner()) = Some(counts);
             let frames = counts
                 .tabs()
                 .into_iter()

@@ -4,7 +4,7 @@ use std::time::Duration;
 use nightshift::JobStatus;
 use serde_json::json;
 
-use crate::app::{spawn_app, spawn_app_at};
+use crate::app::{spawn_admin_only, spawn_app, spawn_app_at};
 use crate::helpers::{finished, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -524,4 +524,42 @@ fn links(html: &str) -> Vec<(&'static str, String)> {
         }
     }
     out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_view_follows_a_job_run_by_another_process() {
+    // The admin runs no jobs (`serve --no-workers`); another node shares its database.
+    let app = spawn_admin_only().await;
+    let id = app.create("Work", json!({"lines": 4, "ms": 1500})).await;
+    let mut res = app
+        .client
+        .get(app.url(&format!("/workers/{id}/events?format=json")))
+        .send()
+        .await
+        .unwrap();
+    let other = crate::helpers::builder(&app.db).build().await.unwrap();
+    crate::helpers::register(&other);
+    other.start().await.unwrap();
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !text.contains("event: end") {
+        let chunk = tokio::time::timeout_at(deadline, res.chunk())
+            .await
+            .expect("the stream follows the job to its end");
+        match chunk.unwrap() {
+            Some(bytes) => text.push_str(&String::from_utf8_lossy(&bytes)),
+            None => break,
+        }
+    }
+    for i in 0..4 {
+        assert!(
+            text.contains(&format!("\"line\":\"line {i}\"")),
+            "line {i} in {text}"
+        );
+    }
+    assert!(
+        text.contains("\"status\":\"running\"") && text.contains("\"status\":\"done\""),
+        "{text}"
+    );
+    other.shutdown().await;
 }

@@ -14,7 +14,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// Not signed in, no cookies.
     pub anonymous: reqwest::Client,
-    _db: TestDb,
+    pub db: TestDb,
 }
 
 /// The password of the `admin` operator every test app has.
@@ -27,6 +27,15 @@ pub async fn spawn_app() -> TestApp {
 
 /// The admin nested under `prefix` in a host app that has routes of its own.
 pub async fn spawn_app_at(prefix: &str) -> TestApp {
+    spawn(prefix, true).await
+}
+
+/// The admin with no workers of its own (`serve --no-workers`): jobs run elsewhere.
+pub async fn spawn_admin_only() -> TestApp {
+    spawn("", false).await
+}
+
+async fn spawn(prefix: &str, run_jobs: bool) -> TestApp {
     let db = temp_db();
     let worker = builder(&db)
         .grace_period(Duration::from_millis(500))
@@ -35,7 +44,9 @@ pub async fn spawn_app_at(prefix: &str) -> TestApp {
         .unwrap();
     nightshift::demo::register(&worker).unwrap();
     register(&worker);
-    worker.start().await.unwrap();
+    if run_jobs {
+        worker.start().await.unwrap();
+    }
     let accounts = nightshift::auth::Accounts::new(worker.store().connection().clone());
     accounts
         .add("admin", ADMIN_PASSWORD, nightshift::Role::Admin)
@@ -78,7 +89,7 @@ pub async fn spawn_app_at(prefix: &str) -> TestApp {
         worker,
         client,
         anonymous,
-        _db: db,
+        db,
     }
 }
 

@@ -75,6 +75,7 @@ pub async fn job_events(
         ));
         last = l.id;
     }
+    st.hub.caught_up(&job, last);
     for frame in hub::job_frames(&base, &job, true) {
         first.push(event(&frame, json));
     }
