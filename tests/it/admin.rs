@@ -1,5 +1,4 @@
 //! The admin's routes over HTTP: HTML and JSON, 4xx answers, escaping, secrets, SSE, mounting.
-use std::time::Duration;
 
 use nightshift::JobStatus;
 use serde_json::json;
@@ -407,7 +406,7 @@ async fn script_in_arguments_logs_and_errors_is_inert() {
 async fn the_job_event_stream_catches_up_and_follows_the_job_to_its_end() {
     let app = spawn_app().await;
     let id = app.create("Work", json!({"lines": 5, "ms": 300})).await;
-    let mut res = app
+    let res = app
         .client
         .get(app.url(&format!("/workers/{id}/events?format=json")))
         .send()
@@ -420,17 +419,7 @@ async fn the_job_event_stream_catches_up_and_follows_the_job_to_its_end() {
             .unwrap()
             .starts_with("text/event-stream")
     );
-    let mut text = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while !text.contains("event: end") {
-        let chunk = tokio::time::timeout_at(deadline, res.chunk())
-            .await
-            .expect("stream ended in time");
-        match chunk.unwrap() {
-            Some(bytes) => text.push_str(&String::from_utf8_lossy(&bytes)),
-            None => break,
-        }
-    }
+    let text = crate::app::read_until_end(res).await;
     assert!(text.contains("event: end"), "{text}");
     for i in 0..5 {
         assert!(
@@ -531,7 +520,7 @@ async fn the_live_view_follows_a_job_run_by_another_process() {
     // The admin runs no jobs (`serve --no-workers`); another node shares its database.
     let app = spawn_admin_only().await;
     let id = app.create("Work", json!({"lines": 4, "ms": 1500})).await;
-    let mut res = app
+    let res = app
         .client
         .get(app.url(&format!("/workers/{id}/events?format=json")))
         .send()
@@ -540,17 +529,7 @@ async fn the_live_view_follows_a_job_run_by_another_process() {
     let other = crate::helpers::builder(&app.db).build().await.unwrap();
     crate::helpers::register(&other);
     other.start().await.unwrap();
-    let mut text = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !text.contains("event: end") {
-        let chunk = tokio::time::timeout_at(deadline, res.chunk())
-            .await
-            .expect("the stream follows the job to its end");
-        match chunk.unwrap() {
-            Some(bytes) => text.push_str(&String::from_utf8_lossy(&bytes)),
-            None => break,
-        }
-    }
+    let text = crate::app::read_until_end(res).await;
     for i in 0..4 {
         assert!(
             text.contains(&format!("\"line\":\"line {i}\"")),

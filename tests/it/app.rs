@@ -150,3 +150,19 @@ impl TestApp {
         body["id"].as_i64().unwrap()
     }
 }
+
+/// Reads a server-sent event stream until its `end` event (or 20 s), returning the text.
+pub async fn read_until_end(mut res: reqwest::Response) -> String {
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !text.contains("event: end") {
+        let chunk = tokio::time::timeout_at(deadline, res.chunk())
+            .await
+            .expect("the stream reaches the end event in time");
+        match chunk.unwrap() {
+            Some(bytes) => text.push_str(&String::from_utf8_lossy(&bytes)),
+            None => break,
+        }
+    }
+    text
+}
