@@ -87,9 +87,15 @@ impl AdminState {
     }
 
     /// [`Self::require_kind`] for an existing job.
-    pub async fn require_job_kind(&self, op: &Operator, id: i64) -> Result<(), error::WebError> {
+    /// Returns the job as it was checked.
+    pub async fn require_job_kind(
+        &self,
+        op: &Operator,
+        id: i64,
+    ) -> Result<crate::job::Job, error::WebError> {
         let job = self.worker.job(id).await?;
-        self.require_kind(op, &job.job)
+        self.require_kind(op, &job.job)?;
+        Ok(job)
     }
 }
 

@@ -291,7 +291,7 @@ pub async fn update_job(
 ) -> Result<Response> {
     let id = input::job_id(&id)?;
     let (htmx, json) = (headers.contains_key("hx-request"), wants_json(&headers));
-    st.require_job_kind(&op, id).await?;
+    let current = st.require_job_kind(&op, id).await?;
     match input::body(&headers, &body)? {
         Body::Json(v) => {
             let req: UpdateJson = serde_json::from_value(v)
@@ -304,7 +304,7 @@ pub async fn update_job(
             let job = st.worker.update(id, args, req.schedule_at).await?;
             Ok(axum::Json(job).into_response())
         }
-        Body::Form(form) => update_from_form(st, chrome, htmx, json, id, form).await,
+        Body::Form(form) => update_from_form(st, chrome, htmx, json, current, form).await,
     }
 }
 
@@ -319,10 +319,10 @@ pub async fn post_job(
 ) -> Result<Response> {
     let id = input::job_id(&id)?;
     let (htmx, json) = (headers.contains_key("hx-request"), wants_json(&headers));
-    st.require_job_kind(&op, id).await?;
+    let current = st.require_job_kind(&op, id).await?;
     match input::body(&headers, &body)? {
         Body::Form(form) if form.get("_method").map(String::as_str) == Some("PUT") => {
-            update_from_form(st, chrome, htmx, json, id, form).await
+            update_from_form(st, chrome, htmx, json, current, form).await
         }
         _ => Err(WebError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -336,11 +336,11 @@ async fn update_from_form(
     chrome: Chrome,
     htmx: bool,
     json: bool,
-    id: i64,
+    current: Job,
     form: BTreeMap<String, String>,
 ) -> Result<Response> {
     let base = &chrome.base;
-    let current = st.worker.job(id).await?;
+    let id = current.id;
     let kind = st
         .worker
         .kind(&current.job)
@@ -426,8 +426,7 @@ pub async fn delete_job(
     Path(id): Path<String>,
 ) -> Result<Response> {
     let id = input::job_id(&id)?;
-    st.require_job_kind(&op, id).await?;
-    let current = st.worker.job(id).await?;
+    let current = st.require_job_kind(&op, id).await?;
     let (job, status, msg) = if current.status.is_waiting() {
         let job = st.worker.cancel(id).await?;
         (job, StatusCode::OK, format!("Job #{id} cancelled."))
