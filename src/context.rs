@@ -185,11 +185,10 @@ impl JobContext {
 }
 
 /// Cuts `s` to at most `max` bytes on a character boundary, marking the cut. NUL characters
-/// (which PostgreSQL refuses in text) become U+FFFD.
-pub(crate) fn truncate(mut s: String, max: usize) -> String {
-    if s.contains('\0') {
-        s = s.replace('\0', "\u{FFFD}");
-    }
+/// (which PostgreSQL refuses in text) become U+FFFD: every text a handler reports goes through
+/// here before it is stored.
+pub(crate) fn truncate(s: String, max: usize) -> String {
+    let mut s = crate::text::scrub_nul(s);
     if s.len() <= max {
         return s;
     }

@@ -12,10 +12,10 @@ use crate::state::JobStatus;
 #[non_exhaustive]
 pub enum Error {
     /// No job kind with that name is registered on this worker.
-    #[error("unknown job kind {0:?}")]
+    #[error("unknown job kind {}", crate::text::quote(.0))]
     UnknownKind(String),
     /// A kind with that name is already registered.
-    #[error("job kind {0:?} is already registered")]
+    #[error("job kind {} is already registered", crate::text::quote(.0))]
     DuplicateKind(String),
     /// The arguments do not fit the kind's argument type. `field` names the offending field when
     /// it is known.
@@ -27,7 +27,7 @@ pub enum Error {
         message: String,
     },
     /// A schedule time was given for a kind that is not schedulable.
-    #[error("job kind {0:?} is not schedulable")]
+    #[error("job kind {} is not schedulable", crate::text::quote(.0))]
     NotSchedulable(String),
     /// No job with that id.
     #[error("job {0} not found")]
@@ -45,6 +45,14 @@ pub enum Error {
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sea_orm::DbErr),
+    /// The database cannot be reached (refused, unknown host, wrong password, no answer).
+    #[error("cannot connect to the database at {place}: {cause}")]
+    Unreachable {
+        /// `host:port/database`, without credentials.
+        place: String,
+        /// What the driver said.
+        cause: String,
+    },
     /// A row in the database could not be read (corrupt or written by a newer version).
     #[error("corrupt job data: {0}")]
     Corrupt(String),

@@ -262,6 +262,9 @@ pub(crate) fn redact_with(secrets: &BTreeSet<String>, args: &Value) -> Value {
     out
 }
 
+/// The longest field path or message about arguments; serde quotes input in full.
+const MAX_ECHO: usize = 200;
+
 fn parse_args<A: DeserializeOwned>(args: Value) -> Result<A, Error> {
     serde_path_to_error::deserialize(args).map_err(|e| {
         let path = e.path().to_string();
@@ -273,7 +276,12 @@ fn parse_args<A: DeserializeOwned>(args: Value) -> Result<A, Error> {
             None if path == "." => None,
             None => Some(path),
         };
-        Error::InvalidArgs { field, message }
+        // serde quotes the offending value (`invalid type: string "…"`): keep it short.
+        Error::InvalidArgs {
+            field: field.map(|f| crate::text::clip(&f, MAX_ECHO).into_owned()),
+            message: crate::text::clip(&crate::text::shorten_quotes(&message), MAX_ECHO)
+                .into_owned(),
+        }
     })
 }
 

@@ -11,7 +11,8 @@
 //!   shutdown;
 //! - `runtime`: scheduler, executor, completer and maintenance tasks;
 //! - [`store`]: every SQL statement, for SQLite and PostgreSQL; [`entity`]: the tables;
-//! - [`events`]: the one broadcast channel of job events.
+//! - [`events`]: the one broadcast channel of job events;
+//! - [`secrets`]: secret job arguments encrypted at rest, key files and key rotation.
 //!
 //! ```no_run
 //! use nightshift::{JobContext, JobKind, Worker};
@@ -47,8 +48,10 @@ pub mod job;
 pub mod kind;
 pub mod role;
 pub(crate) mod runtime;
+pub mod secrets;
 pub mod state;
 pub mod store;
+pub mod text;
 pub mod worker;
 
 pub use context::{JobContext, ResultCell};

@@ -1,6 +1,5 @@
 //! The `nightshift` binary: the admin and workers (`serve`), an extra worker node (`worker`),
 //! `migrate`, and operator and token management.
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +25,15 @@ struct Db {
     database_url: String,
 }
 
+#[derive(clap::Args, Clone)]
+struct Keys {
+    /// Key file for secret job arguments (one key per line, the first encrypts). Default for
+    /// SQLite: `<database file>.key`, created on first start. `NIGHTSHIFT_SECRET_KEY` (the key
+    /// itself, hex) wins over it.
+    #[arg(long, env = nightshift::secrets::KEY_FILE_ENV)]
+    secret_key_file: Option<std::path::PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the admin and run workers.
@@ -35,6 +43,8 @@ enum Command {
         bind: String,
         #[command(flatten)]
         db: Db,
+        #[command(flatten)]
+        keys: Keys,
         /// Serve the admin only; run no jobs on this node.
         #[arg(long)]
         no_workers: bool,
@@ -52,6 +62,8 @@ enum Command {
     Worker {
         #[command(flatten)]
         db: Db,
+        #[command(flatten)]
+        keys: Keys,
         /// Do not register the demo job kinds.
         #[arg(long)]
         no_demo: bool,
@@ -82,6 +94,26 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Manage the keys that encrypt secret job arguments.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Make a new primary key, re-encrypt every job's secrets with it, and keep the old keys in
+    /// the key file (decrypt only). Restart every node afterwards.
+    Rotate {
+        #[command(flatten)]
+        db: Db,
+        #[command(flatten)]
+        keys: Keys,
+        /// Instead: drop the old keys no job uses any more (once every node runs the new key).
+        #[arg(long)]
+        retire: bool,
     },
 }
 
@@ -133,12 +165,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve {
             bind,
             db,
+            keys,
             no_workers,
             no_demo,
             concurrency,
             secure_cookies,
         } => {
-            let worker = build(&db, concurrency, no_demo).await?;
+            let worker = build(&db, &keys, concurrency, no_demo).await?;
             if !no_workers {
                 worker.start().await?;
             }
@@ -162,20 +195,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ..SessionOptions::default()
             });
             let app: axum::Router = nightshift::admin::router(worker.clone(), auth);
-            axum::serve(
+            nightshift::admin::serve::serve(
                 listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
+                app,
+                shutdown_signal(),
+                nightshift::admin::serve::ServeOptions::default(),
             )
-            .with_graceful_shutdown(shutdown_signal())
             .await?;
             worker.shutdown().await;
         }
         Command::Worker {
             db,
+            keys,
             no_demo,
             concurrency,
         } => {
-            let worker = build(&db, concurrency, no_demo).await?;
+            let worker = build(&db, &keys, concurrency, no_demo).await?;
             worker.start().await?;
             shutdown_signal().await;
             worker.shutdown().await;
@@ -212,6 +247,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (token, _) = accounts.create_token(&name, &label).await?;
             println!("{token}");
         }
+        Command::Secrets {
+            command: SecretsCommand::Rotate { db, keys, retire },
+        } => println!("{}", rotate_secrets(&db, &keys, retire).await?),
     }
     Ok(())
 }
@@ -228,16 +266,58 @@ fn read_password() -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
-async fn build(db: &Db, concurrency: usize, no_demo: bool) -> anyhow::Result<Worker> {
-    let worker = Worker::builder()
+async fn build(db: &Db, keys: &Keys, concurrency: usize, no_demo: bool) -> anyhow::Result<Worker> {
+    let mut builder = Worker::builder()
         .database_url(&db.database_url)
-        .concurrency(concurrency)
-        .build()
-        .await?;
+        .concurrency(concurrency);
+    let key_file = keys.secret_key_file.as_deref();
+    if let Some(keyring) = nightshift::secrets::keyring_for_url(&db.database_url, key_file)? {
+        builder = builder.secret_key(keyring);
+    }
+    let worker = builder.build().await?;
     if !no_demo {
         nightshift::demo::register(&worker)?;
     }
     Ok(worker)
+}
+
+/// `secrets rotate [--retire]`: the key file is the one `serve` would use (the flag, or the
+/// SQLite default); a key given in `NIGHTSHIFT_SECRET_KEY` cannot be rewritten.
+async fn rotate_secrets(
+    db: &Db,
+    keys: &Keys,
+    retire: bool,
+) -> anyhow::Result<nightshift::secrets::KeyFileChange> {
+    use nightshift::secrets;
+    let usage = |msg: String| -> ! {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, msg)
+            .exit()
+    };
+    if std::env::var_os(secrets::KEY_ENV).is_some_and(|v| !v.is_empty()) {
+        usage(format!(
+            "{} is set: rotation rewrites a key file; unset it and pass --secret-key-file",
+            secrets::KEY_ENV
+        ));
+    }
+    let Some(path) = secrets::key_file_path(&db.database_url, keys.secret_key_file.as_deref())
+    else {
+        usage("--secret-key-file is required: only SQLite has a default key file".into());
+    };
+    if retire {
+        let conn = nightshift::store::connect(&db.database_url).await?;
+        return secrets::retire_keys(&conn, &path).await;
+    }
+    let keyring = secrets::next_keyring(&path)?;
+    let worker = Worker::builder()
+        .database_url(&db.database_url)
+        .secret_key(keyring.clone())
+        .build()
+        .await?;
+    nightshift::demo::register(&worker)?;
+    let conn = worker.store().connection();
+    secrets::rotate_key_file(conn, &worker.kinds(), &path, &keyring).await
 }
 
 /// Ctrl-C or SIGTERM.

@@ -54,6 +54,11 @@ impl FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| format!("{s:?} is not a role (viewer, operator, admin)"))
+            .ok_or_else(|| {
+                format!(
+                    "{} is not a role (viewer, operator, admin)",
+                    crate::text::quote(s)
+                )
+            })
     }
 }

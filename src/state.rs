@@ -127,7 +127,7 @@ impl fmt::Display for JobStatus {
 
 /// A status name that is not one of [`JobStatus::ALL`].
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("unknown job status {0:?}")]
+#[error("unknown job status {}", crate::text::quote(.0))]
 pub struct UnknownStatus(pub String);
 
 impl FromStr for JobStatus {

@@ -20,6 +20,7 @@ use crate::kind::JobKind;
 use crate::runtime::completer::WriteOp;
 use crate::runtime::registry::{Registry, StopReason};
 use crate::runtime::{self, Config, Shared, Tasks};
+use crate::secrets::Keyring;
 use crate::state::JobStatus;
 use crate::store::{self, JobInsert, Store};
 
@@ -93,6 +94,7 @@ pub struct WorkerBuilder {
     url: Option<String>,
     connection: Option<DatabaseConnection>,
     config: Config,
+    keyring: Option<Keyring>,
 }
 
 impl WorkerBuilder {
@@ -151,6 +153,27 @@ impl WorkerBuilder {
         self
     }
 
+    /// Encrypts kinds' secret argument fields at rest with `keyring` (a [`Keyring`], or one
+    /// [`crate::secrets::SecretKey`]): its primary key encrypts new values, its older keys still
+    /// decrypt. Handlers get the plain values; every node of one database needs the same keys.
+    /// Without a key, secrets are stored in plain text (and masked wherever they are shown).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> anyhow::Result<()> {
+    /// use nightshift::secrets::Keyring;
+    /// let keyring = Keyring::from_file("/etc/nightshift/secret.key")?;
+    /// let worker = nightshift::Worker::builder()
+    ///     .database_url("sqlite://nightshift.db?mode=rwc")
+    ///     .secret_key(keyring)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn secret_key(mut self, keyring: impl Into<Keyring>) -> Self {
+        self.keyring = Some(keyring.into());
+        self
+    }
+
     /// Connects, applies migrations, and returns a worker that is not yet running jobs (see
     /// [`Worker::start`]).
     pub async fn build(self) -> Result<Worker> {
@@ -167,6 +190,13 @@ impl WorkerBuilder {
                 store::connect(&url).await?
             }
         };
+        if self.keyring.is_none() {
+            tracing::warn!(
+                "no secret key configured: secret job arguments are stored in plain text; \
+                 configure one with WorkerBuilder::secret_key (nightshift binary: \
+                 NIGHTSHIFT_SECRET_KEY or --secret-key-file)"
+            );
+        }
         let (tx, rx) = mpsc::channel(10_000);
         let hostname = gethostname::gethostname().to_string_lossy().into_owned();
         let pid = std::process::id() as i64;
@@ -185,6 +215,7 @@ impl WorkerBuilder {
             config: self.config,
             node,
             kinds: RwLock::default(),
+            keyring: self.keyring,
             registry: Registry::default(),
             writer: tx,
             writer_rx: Mutex::new(Some(rx)),
@@ -362,18 +393,38 @@ impl Worker {
                 if j.schedule_at.is_some() && !kind.schedulable {
                     return Err(Error::NotSchedulable(kind.name));
                 }
-                let args = check_args(&kind, &j.args)?;
+                let (args, search) = self.seal_args(&kind, j.args)?;
                 Ok(JobInsert {
                     kind: kind.name.clone(),
                     queue: kind.queue.clone(),
-                    search: kind.redact(&j.args).to_string(),
+                    search,
                     args,
                     max_attempts: kind.max_attempts as i32,
                     schedule_at: j.schedule_at.map(to_ms),
-                    created_by: j.created_by,
+                    created_by: j.created_by.map(crate::text::scrub_nul),
                 })
             })
             .collect()
+    }
+
+    /// Validates arguments (secret fields decrypted), then returns them as stored (secret fields
+    /// encrypted when a key is configured) and the masked copy that search looks in.
+    fn seal_args(&self, kind: &JobKind, args: Value) -> Result<(String, String)> {
+        let keyring = self.shared.keyring.as_ref();
+        let plain = match keyring {
+            Some(k) => crate::secrets::open(Some(k), &kind.secrets, args).map_err(secret_error)?,
+            None => args,
+        };
+        refuse_nul(&plain)?;
+        kind.validate(&plain)?;
+        let search = kind.redact(&plain).to_string();
+        let stored = match keyring {
+            Some(k) => k
+                .encrypt_secrets(&plain, &kind.secrets)
+                .map_err(secret_error)?,
+            None => plain,
+        };
+        Ok((check_size(&stored)?, search))
     }
 
     fn to_jobs(&self, models: Vec<crate::entity::job::Model>) -> Result<Vec<Job>> {
@@ -452,8 +503,7 @@ impl Worker {
         }
         let old: Value = serde_json::from_str(&current.args).unwrap_or(Value::Null);
         let args = keep_secrets(&kind, &old, args);
-        let search = kind.redact(&args).to_string();
-        let args = check_args(&kind, &args)?;
+        let (args, search) = self.seal_args(&kind, args)?;
         let m = self
             .shared
             .store
@@ -469,6 +519,7 @@ impl Worker {
     /// has not stopped after the grace period is stopped by force. The job ends `killed` and its
     /// log says who aborted it and when. `by` names the operator.
     pub async fn abort(&self, id: i64, by: &str) -> Result<Job> {
+        let by = &crate::text::scrub_nul(by.to_owned());
         let now = now_ms();
         let m = self.shared.store.request_abort(id, by, now).await?;
         // Running here: tell it now. Elsewhere: its node's maintenance sees `aborting`.
@@ -611,9 +662,28 @@ impl Worker {
     }
 }
 
-/// Serializes validated arguments, refusing more than [`MAX_ARGS_BYTES`].
-fn check_args(kind: &JobKind, args: &Value) -> Result<String> {
-    kind.validate(args)?;
+/// A secret field that cannot be decrypted or encrypted, as bad arguments naming the field.
+fn secret_error(e: crate::secrets::SecretError) -> Error {
+    Error::InvalidArgs {
+        field: e.field().map(str::to_owned),
+        message: e.to_string(),
+    }
+}
+
+/// Refuses arguments holding a NUL character (PostgreSQL cannot store it in text), naming the
+/// field: `subject`, `items[2].sku`.
+fn refuse_nul(args: &Value) -> Result<()> {
+    match crate::text::nul_path(args, "") {
+        None => Ok(()),
+        Some(path) => Err(Error::InvalidArgs {
+            field: Some(path).filter(|p| !p.is_empty()),
+            message: crate::text::NUL_REFUSED.to_owned(),
+        }),
+    }
+}
+
+/// Serializes arguments as stored, refusing more than [`MAX_ARGS_BYTES`].
+fn check_size(args: &Value) -> Result<String> {
     let s = serde_json::to_string(args).map_err(|e| Error::InvalidArgs {
         field: None,
         message: e.to_string(),

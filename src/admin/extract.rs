@@ -23,7 +23,8 @@ pub fn base_of(ext: &axum::http::Extensions) -> String {
         .unwrap_or_default()
 }
 
-/// Whether the client asked for JSON (`Accept: application/json`).
+/// Whether the client asked for JSON (`Accept: application/json`) or sent it (`Content-Type:
+/// application/json`): JSON in, JSON out.
 #[derive(Debug, Clone, Copy)]
 pub struct WantsJson(pub bool);
 
@@ -35,11 +36,21 @@ impl<S: Send + Sync> FromRequestParts<S> for WantsJson {
     }
 }
 
+/// JSON was asked for (`Accept`) or sent (`Content-Type`, including `…+json` types): the
+/// answer, and any error, is JSON.
 pub fn wants_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(axum::http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("application/json"))
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    let sent = header(axum::http::header::CONTENT_TYPE);
+    let sent = sent.split(';').next().unwrap_or("").trim();
+    header(axum::http::header::ACCEPT).contains("application/json")
+        || sent == "application/json"
+        || sent.ends_with("+json")
 }
 
 /// Who is acting, as the admin's authentication found them.

@@ -18,6 +18,7 @@ pub mod hub;
 pub mod routes;
 pub mod schema_form;
 pub mod security;
+pub mod serve;
 pub mod views;
 
 use std::sync::Arc;
@@ -75,15 +76,21 @@ impl AdminState {
 }
 
 impl AdminState {
-    /// Refuses `op` when the kind asks for a higher role than theirs.
+    /// Refuses `op` when the kind asks for a higher role than theirs. A kind this process has
+    /// not registered could ask for any role, so only an admin may act on its jobs.
     pub fn require_kind(&self, op: &Operator, kind: &str) -> Result<(), error::WebError> {
-        match self.worker.kind(kind) {
-            Some(k) if !op.role.allows(k.required_role()) => Err(error::WebError::new(
-                axum::http::StatusCode::FORBIDDEN,
-                format!("Jobs of {kind:?} need the {} role.", k.required_role()),
-            )),
-            _ => Ok(()),
+        let needed = match self.worker.kind(kind) {
+            Some(k) => k.required_role(),
+            None => crate::role::Role::Admin,
+        };
+        if op.role.allows(needed) {
+            return Ok(());
         }
+        let kind: String = kind.chars().take(60).collect();
+        Err(error::WebError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            format!("Jobs of {kind:?} need the {needed} role."),
+        ))
     }
 
     /// [`Self::require_kind`] for an existing job.
@@ -123,15 +130,19 @@ where
     let app = match &auth {
         Auth::Sessions(opts) => {
             let idle = CookieDuration::seconds(opts.idle_timeout.as_secs() as i64);
-            // Every anonymous visit to the login page stores a session: sweep expired ones.
+            // Expired sessions and throttle windows that are over are swept out.
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 let sessions = DbSessionStore::new(db.clone());
+                let accounts = state.accounts.clone();
                 rt.spawn(async move {
-                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
                     loop {
                         tick.tick().await;
                         if let Err(e) = sessions.delete_expired().await {
                             tracing::warn!("could not delete expired sessions: {e}");
+                        }
+                        if let Err(e) = accounts.prune_throttle().await {
+                            tracing::warn!("could not prune login throttling: {e}");
                         }
                     }
                 });
@@ -157,25 +168,39 @@ where
 async fn render_errors(State(st): State<AdminState>, req: Request, next: Next) -> Response {
     let json = extract::wants_json(req.headers());
     let chrome = Chrome::of(req.extensions());
-    let mut res = next.run(req).await;
+    let res = next.run(req).await;
+    render_error(&st, json, &chrome, res).await
+}
+
+/// Gives an error response its body: JSON `{"error","fields"}` or the plain error page. Other
+/// responses pass unchanged.
+pub(crate) async fn render_error(
+    st: &AdminState,
+    json: bool,
+    chrome: &Chrome,
+    mut res: Response,
+) -> Response {
     let Some(err) = res.extensions_mut().remove::<ErrorBody>() else {
         return res;
     };
     let status = res.status();
-    if json {
+    let mut page = if json {
         let body = serde_json::json!({"error": err.message, "fields": err.fields});
-        return (status, axum::Json(body)).into_response();
-    }
-    let mut ctx = st.page_ctx(&chrome, None).await;
-    ctx.flash = None;
-    let headers = std::mem::take(res.headers_mut());
-    let mut page = (
-        status,
-        views::error::error_page(&ctx, status.as_u16(), &err.message),
-    )
-        .into_response();
-    for (k, v) in headers.iter() {
-        if k == axum::http::header::SET_COOKIE || k == axum::http::header::LOCATION {
+        (status, axum::Json(body)).into_response()
+    } else {
+        let mut ctx = st.page_ctx(chrome, None).await;
+        ctx.flash = None;
+        (
+            status,
+            views::error::error_page(&ctx, status.as_u16(), &err.message),
+        )
+            .into_response()
+    };
+    for (k, v) in res.headers().iter() {
+        if k == axum::http::header::SET_COOKIE
+            || k == axum::http::header::LOCATION
+            || k == axum::http::header::RETRY_AFTER
+        {
             page.headers_mut().append(k, v.clone());
         }
     }

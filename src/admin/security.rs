@@ -16,7 +16,7 @@ use crate::auth::{Auth, audit};
 use crate::clock::now_ms;
 use crate::role::Role;
 
-/// The CSRF token of this browser session.
+/// The CSRF token this request's pages carry and its state changes must echo.
 #[derive(Debug, Clone)]
 pub struct Csrf(pub String);
 
@@ -28,106 +28,232 @@ pub struct Address(pub String);
 #[derive(Debug, Clone, Copy)]
 struct ByToken;
 
+/// Which token a state change must echo: the signed-in session's, or (anonymous pages, the
+/// host's own sign-in) the double-submit cookie's. Absent: no check.
+#[derive(Debug, Clone)]
+enum CsrfCheck {
+    Session(Option<String>),
+    Cookie(Option<String>),
+}
+
 /// Set on a response by a handler whose actor is not signed in yet (login, setup).
 #[derive(Debug, Clone)]
 pub struct AuditActor(pub String);
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "nightshift_session";
+/// The double-submit CSRF cookie of pages without a signed-in session (the login page, the
+/// host's own sign-in): random, never stored on the server.
+pub const CSRF_COOKIE: &str = "nightshift_csrf";
 
 /// Session keys.
 pub const OPERATOR_ID: &str = "operator_id";
 pub const LOGIN_AT: &str = "login_at";
 pub const CSRF: &str = "csrf";
 
+/// The bearer token, if any. The scheme is case-insensitive (RFC 9110).
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
-/// Finds the operator behind the request and the session's CSRF token.
-pub async fn authenticate(State(st): State<AdminState>, mut req: Request, next: Next) -> Response {
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().strip_prefix(name)?.strip_prefix('='))
+        .find(|v| !v.is_empty())
+}
+
+/// Finds the operator behind the request and the CSRF token its pages carry. Reading a session
+/// writes nothing: only a login or setup stores one.
+pub async fn authenticate(State(st): State<AdminState>, req: Request, next: Next) -> Response {
+    // Refusals made here (a bad token, the database down) get the same bodies as the rest.
+    let json = wants_json(req.headers()) || bearer(req.headers()).is_some();
+    let chrome = super::extract::Chrome {
+        base: base_of(req.extensions()),
+        ..Default::default()
+    };
+    let res = identify(&st, req, next).await;
+    if res.extensions().get::<super::error::ErrorBody>().is_some() {
+        return super::render_error(&st, json, &chrome, res).await;
+    }
+    res
+}
+
+async fn identify(st: &AdminState, mut req: Request, next: Next) -> Response {
     let address = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_else(|| "unknown".into());
-    req.extensions_mut().insert(Address(address));
+    req.extensions_mut().insert(Address(address.clone()));
+    let page = req.method() == Method::GET && !is_quiet(req.uri().path());
+    let cookie_token = cookie(req.headers(), CSRF_COOKIE).map(str::to_owned);
+    // A cookie-token check for anonymous or host-authenticated requests.
+    let mut double_submit = true;
+    let mut secure = false;
     match &st.auth {
-        Auth::Custom(a) => {
+        Auth::Custom(c) => {
+            double_submit = c.csrf;
             let (mut parts, body) = req.into_parts();
-            if let Some(op) = a.authenticate(&parts).await {
+            if let Some(op) = c.authenticator.authenticate(&parts).await {
                 parts.extensions.insert(op);
             }
             req = Request::from_parts(parts, body);
         }
         Auth::Sessions(opts) => {
+            secure = opts.secure_cookies;
             if let Some(token) = bearer(req.headers()).map(str::to_owned) {
-                match st.accounts.operator_for_token(&token).await {
-                    Ok(Some(op)) => {
-                        let role = op.role.parse().unwrap_or(Role::Viewer);
-                        req.extensions_mut().insert(Operator {
-                            name: op.name,
-                            role,
-                        });
+                match token_operator(st, &token, &address).await {
+                    Ok(op) => {
+                        req.extensions_mut().insert(op);
                         req.extensions_mut().insert(ByToken);
+                        return next.run(req).await;
                     }
-                    Ok(None) => {
-                        return WebError::new(
-                            StatusCode::UNAUTHORIZED,
-                            "invalid or revoked API token",
-                        )
-                        .into_response();
-                    }
-                    Err(e) => {
-                        tracing::error!("token lookup failed: {e}");
-                        return WebError::new(StatusCode::INTERNAL_SERVER_ERROR, "try again")
-                            .into_response();
-                    }
+                    Err(res) => return res,
                 }
-            } else if let Some(session) = req.extensions().get::<Session>().cloned() {
-                let login_at: Option<i64> = session.get(LOGIN_AT).await.ok().flatten();
-                let expired = login_at
-                    .is_some_and(|t| now_ms() - t > opts.absolute_timeout.as_millis() as i64);
-                if expired {
-                    let _ = session.flush().await;
-                } else if let Ok(Some(id)) = session.get::<i64>(OPERATOR_ID).await
-                    && let Ok(op) = st.accounts.by_id(id).await
-                    && !op.disabled
-                {
-                    let role = op.role.parse().unwrap_or(Role::Viewer);
-                    req.extensions_mut().insert(Operator {
-                        name: op.name,
-                        role,
-                    });
-                }
-                let token = match session.get::<String>(CSRF).await.ok().flatten() {
-                    Some(t) => Some(t),
-                    // Only pages hand out tokens; assets and streams need none.
-                    None if req.method() == Method::GET && !is_quiet(req.uri().path()) => {
-                        let t = crate::auth::password::random_token();
-                        session.insert(CSRF, &t).await.ok().map(|_| t)
+            }
+            if let Some(session) = req.extensions().get::<Session>().cloned() {
+                match session_operator(st, &session, opts).await {
+                    Ok(Some((op, token))) => {
+                        req.extensions_mut().insert(op);
+                        if let Some(t) = &token {
+                            req.extensions_mut().insert(Csrf(t.clone()));
+                        }
+                        req.extensions_mut().insert(CsrfCheck::Session(token));
+                        return next.run(req).await;
                     }
-                    None => None,
-                };
-                if let Some(t) = token {
-                    req.extensions_mut().insert(Csrf(t));
+                    Ok(None) => {}
+                    Err(res) => return res,
                 }
             }
         }
     }
-    next.run(req).await
+    if !double_submit {
+        return next.run(req).await;
+    }
+    // Anonymous pages (login, setup) and the host's sign-in: the double-submit cookie.
+    let fresh = match (&cookie_token, page) {
+        (None, true) => Some(crate::auth::password::random_token()),
+        _ => None,
+    };
+    let token = cookie_token.clone().or_else(|| fresh.clone());
+    if let Some(t) = &token {
+        req.extensions_mut().insert(Csrf(t.clone()));
+    }
+    req.extensions_mut().insert(CsrfCheck::Cookie(cookie_token));
+    let mut res = next.run(req).await;
+    if let Some(t) = fresh {
+        let cookie = format!(
+            "{CSRF_COOKIE}={t}; Path=/; HttpOnly; SameSite=Strict{}",
+            if secure { "; Secure" } else { "" }
+        );
+        if let Ok(v) = axum::http::HeaderValue::from_str(&cookie) {
+            res.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    res
+}
+
+/// The operator behind an API token. Unknown tokens are counted per address and an address
+/// that sent too many is refused before any lookup.
+async fn token_operator(st: &AdminState, token: &str, address: &str) -> Result<Operator, Response> {
+    let db_error = |e: crate::auth::AccountError| match e {
+        crate::auth::AccountError::Database(db) => super::error::unavailable_or_500(&db),
+        other => {
+            tracing::error!("token lookup failed: {other}");
+            WebError::new(StatusCode::INTERNAL_SERVER_ERROR, "try again").into_response()
+        }
+    };
+    if st
+        .accounts
+        .token_throttled(address)
+        .await
+        .map_err(db_error)?
+    {
+        let mut res = WebError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many invalid API tokens from this address; wait a few minutes",
+        )
+        .into_response();
+        res.headers_mut().insert(
+            header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("900"),
+        );
+        return Err(res);
+    }
+    match st
+        .accounts
+        .operator_for_token(token)
+        .await
+        .map_err(db_error)?
+    {
+        Some(op) => Ok(Operator {
+            role: op.role.parse().unwrap_or(Role::Viewer),
+            name: op.name,
+        }),
+        None => {
+            st.accounts.token_failed(address).await.map_err(db_error)?;
+            Err(
+                WebError::new(StatusCode::UNAUTHORIZED, "invalid or revoked API token")
+                    .into_response(),
+            )
+        }
+    }
+}
+
+/// The signed-in operator of a session and its CSRF token; `None` when nobody is signed in.
+async fn session_operator(
+    st: &AdminState,
+    session: &Session,
+    opts: &crate::auth::SessionOptions,
+) -> Result<Option<(Operator, Option<String>)>, Response> {
+    let store_error = |e: tower_sessions::session::Error| {
+        super::error::unavailable(&format!("session store: {e}")).into_response()
+    };
+    let Some(id) = session.get::<i64>(OPERATOR_ID).await.map_err(store_error)? else {
+        return Ok(None);
+    };
+    let login_at: Option<i64> = session.get(LOGIN_AT).await.map_err(store_error)?;
+    if login_at.is_some_and(|t| now_ms() - t > opts.absolute_timeout.as_millis() as i64) {
+        let _ = session.flush().await;
+        return Ok(None);
+    }
+    let op = match st.accounts.by_id(id).await {
+        Ok(op) if !op.disabled => op,
+        Ok(_) | Err(crate::auth::AccountError::NotFound(_)) => return Ok(None),
+        Err(crate::auth::AccountError::Database(db)) => {
+            return Err(super::error::unavailable_or_500(&db));
+        }
+        Err(e) => {
+            tracing::error!("session lookup failed: {e}");
+            return Ok(None);
+        }
+    };
+    let token = session.get::<String>(CSRF).await.map_err(store_error)?;
+    Ok(Some((
+        Operator {
+            role: op.role.parse().unwrap_or(Role::Viewer),
+            name: op.name,
+        },
+        token,
+    )))
 }
 
 fn is_quiet(path: &str) -> bool {
     path.starts_with("/assets/") || path.ends_with("/events") || path == "/healthz"
 }
 
-/// Refuses cross-site state changes, and session state changes without the CSRF token.
+/// Refuses cross-site state changes, and state changes that do not echo the CSRF token: the
+/// session's for a signed-in operator, the double-submit cookie's for the login and setup forms
+/// and for the host's own sign-in. API tokens need none (a browser never sends them by itself).
 pub async fn csrf(State(st): State<AdminState>, req: Request, next: Next) -> Response {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(req).await;
@@ -147,20 +273,23 @@ pub async fn csrf(State(st): State<AdminState>, req: Request, next: Next) -> Res
             return forbidden("cross-site request refused");
         }
     }
-    // The token guards sessions: a request without a session cookie carries no ambient
-    // authority (it is refused further in, if the route needs a login).
-    let has_session = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|c| c.contains(&format!("{SESSION_COOKIE}=")));
-    if !matches!(st.auth, Auth::Sessions(_))
-        || req.extensions().get::<ByToken>().is_some()
-        || !has_session
-    {
+    if req.extensions().get::<ByToken>().is_some() {
         return next.run(req).await;
     }
-    let expected = req.extensions().get::<Csrf>().map(|c| c.0.clone());
+    let expected = match req.extensions().get::<CsrfCheck>() {
+        Some(CsrfCheck::Session(t)) => t.clone(),
+        Some(CsrfCheck::Cookie(t)) => {
+            // With the built-in login, an anonymous request changes nothing but the sign-in
+            // forms need it; anything else is refused further in for want of a login.
+            let path = req.uri().path();
+            let signs_in = path == "/login" || path == "/setup";
+            if matches!(st.auth, Auth::Sessions(_)) && !signs_in {
+                return next.run(req).await;
+            }
+            t.clone()
+        }
+        None => return next.run(req).await,
+    };
     let from_header = headers
         .get("x-csrf-token")
         .and_then(|v| v.to_str().ok())
@@ -259,7 +388,8 @@ pub async fn require_login(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// Records every state-changing request in the audit log, with its outcome.
+/// Records every state-changing request of a signed-in operator in the audit log, with its
+/// outcome, and every counted sign-in attempt.
 pub async fn audit_actions(State(st): State<AdminState>, req: Request, next: Next) -> Response {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(req).await;
@@ -296,7 +426,13 @@ pub async fn audit_actions(State(st): State<AdminState>, req: Request, next: Nex
         404 | 409 | 422 => format!("refused ({})", status.as_u16()),
         s => format!("error ({s})"),
     };
-    if outcome == "ok" && action == "login_page" {
+    // Anonymous traffic writes only what the throttle bounds: sign-in attempts that were
+    // counted. Refused, throttled or unauthenticated requests leave a log line, not a row.
+    let counted_sign_in = matches!(action, "login" | "setup")
+        && matches!(status.as_u16(), 200..=499)
+        && !matches!(status.as_u16(), 403 | 429);
+    if actor.is_none() && !counted_sign_in {
+        tracing::debug!(%address, %action, %outcome, "anonymous request not audited");
         return res;
     }
     let actor = res
@@ -341,8 +477,8 @@ fn describe(method: &Method, path: &str) -> (&'static str, Option<String>) {
     }
 }
 
-/// Headers on every response: a strict CSP (no inline script, no eval, no framing), no MIME
-/// sniffing, a tight referrer policy.
+/// Headers on every response: a strict CSP (no inline script, no eval, no framing), no
+/// caching of pages, no MIME sniffing, a tight referrer policy.
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
@@ -357,6 +493,9 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
          connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
          frame-ancestors 'none'",
     );
+    // Pages must not outlive a logout in the browser's history (Back button) or any cache;
+    // assets set their own lifetime first.
+    set(h, "cache-control", "no-store");
     set(h, "x-content-type-options", "nosniff");
     set(h, "x-frame-options", "DENY");
     set(h, "referrer-policy", "same-origin");

@@ -1,8 +1,9 @@
 //! Operators, their API tokens, login throttling and the first-run setup token, in the database.
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, Statement, TransactionTrait,
 };
 
 use super::password;
@@ -10,10 +11,20 @@ use crate::clock::now_ms;
 use crate::entity::{api_token, login_throttle, operator, setup_token};
 use crate::role::Role;
 
-/// Failed logins allowed per account and per address within the window.
+/// Login attempts allowed for one name from one address within the window (a success starts
+/// afresh). After them, that name is refused from that address until the window ends — and
+/// only from there: the same name from another address still gets in.
 pub const MAX_FAILURES: i32 = 5;
+/// Login attempts allowed from one address within the window, whatever the names (a success
+/// gives its attempt back, so an office behind one proxy is not locked by its own logins).
+pub const ADDRESS_MAX: i32 = 50;
+/// Attempts on one name, from all addresses, after which it is slowed down (never locked).
+pub const ACCOUNT_SLOW_AFTER: i32 = 20;
+/// The slow-down: one attempt per this long on that name.
+pub const ACCOUNT_GAP_MS: i64 = 1000;
+/// Unknown API tokens allowed from one address within the window.
+pub const TOKEN_MAX: i32 = 20;
 const WINDOW_MS: i64 = 15 * 60 * 1000;
-const LOCK_MS: i64 = 15 * 60 * 1000;
 const SETUP_TTL_MS: i64 = 24 * 3600 * 1000;
 
 /// Why an account change was refused.
@@ -32,6 +43,9 @@ pub enum AccountError {
     /// No such operator or token.
     #[error("{0} not found")]
     NotFound(String),
+    /// Too many password hashes at once: try again shortly.
+    #[error("the server is busy; try again in a moment")]
+    Busy,
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sea_orm::DbErr),
@@ -43,14 +57,72 @@ pub enum Login {
     Ok(operator::Model),
     /// Wrong name or password (or a disabled operator): one answer for all.
     Invalid,
-    /// Too many failures for this account or address: wait.
+    /// Too many attempts for this account or address: wait.
     Throttled,
+    /// Too many password checks at once on this server: try again shortly.
+    Busy,
+}
+
+/// The throttle rows one login attempt counts against.
+struct ThrottleKeys {
+    /// `addr:IP`: every attempt from the address.
+    address: Option<String>,
+    /// `pair:NAME|IP`: the name from this address.
+    pair: Option<String>,
+    /// `user:NAME`: the name from anywhere (the slow-down).
+    account: String,
+}
+
+impl ThrottleKeys {
+    fn new(name: &str, address: &str) -> Self {
+        // A name no account can have shares one key, so junk names cannot grow the table.
+        let name = if valid_name(name) { name } else { "(invalid)" };
+        // Without a known address (no ConnectInfo), everyone would share one key: only the name
+        // counts then.
+        let known = !address.is_empty() && address != "unknown";
+        ThrottleKeys {
+            address: known.then(|| format!("addr:{address}")),
+            pair: known.then(|| format!("pair:{name}|{address}")),
+            account: format!("user:{name}"),
+        }
+    }
+}
+
+/// `?` placeholders as the backend spells them.
+fn numbered(backend: DbBackend, sql: &str) -> String {
+    if backend != DbBackend::Postgres {
+        return sql.to_owned();
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push_str(&format!("${n}"));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The operator accounts. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Accounts {
     db: DatabaseConnection,
+}
+
+fn new_operator(name: &str, password_hash: String, role: Role) -> operator::ActiveModel {
+    let now = now_ms();
+    operator::ActiveModel {
+        id: NotSet,
+        name: Set(name.to_owned()),
+        password_hash: Set(password_hash),
+        role: Set(role.as_str().to_owned()),
+        disabled: Set(false),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
 }
 
 fn valid_name(name: &str) -> bool {
@@ -86,18 +158,10 @@ impl Accounts {
         if self.by_name(name).await?.is_some() {
             return Err(AccountError::Duplicate(name.to_owned()));
         }
-        let now = now_ms();
-        let hash = password::hash(password);
-        let row = operator::ActiveModel {
-            id: NotSet,
-            name: Set(name.to_owned()),
-            password_hash: Set(hash),
-            role: Set(role.as_str().to_owned()),
-            disabled: Set(false),
-            created_at: Set(now),
-            updated_at: Set(now),
-        };
-        Ok(operator::Entity::insert(row)
+        let hash = password::hash_gated(password)
+            .await
+            .map_err(|_| AccountError::Busy)?;
+        Ok(operator::Entity::insert(new_operator(name, hash, role))
             .exec_with_returning(&self.db)
             .await?)
     }
@@ -155,16 +219,17 @@ impl Accounts {
         if password.chars().count() < 8 {
             return Err(AccountError::WeakPassword);
         }
-        self.set(
-            id,
-            operator::Column::PasswordHash,
-            password::hash(password).into(),
-        )
-        .await
+        let hash = password::hash_gated(password)
+            .await
+            .map_err(|_| AccountError::Busy)?;
+        self.set(id, operator::Column::PasswordHash, hash.into())
+            .await
     }
 
-    /// Checks a login, throttling per account and per address. Unknown names take as long as
-    /// known ones.
+    /// Checks a login. Every attempt is counted (atomically, before any hashing) against the
+    /// name from this address, the address and the name; a throttled attempt is refused without
+    /// hashing, and the password check runs behind the process-wide hashing gate. Unknown names
+    /// take as long as known ones.
     pub async fn login(
         &self,
         name: &str,
@@ -172,97 +237,195 @@ impl Accounts {
         address: &str,
     ) -> Result<Login, AccountError> {
         let now = now_ms();
-        let mut keys = vec![format!("user:{name}")];
-        // Without a known address (no ConnectInfo), everyone would share one key: lock accounts only.
-        if !address.is_empty() && address != "unknown" {
-            keys.push(format!("addr:{address}"));
+        let keys = ThrottleKeys::new(name, address);
+        if !self.reserve(&keys, now).await? {
+            return Ok(Login::Throttled);
         }
-        let op = self.by_name(name).await?;
-        let locked = self.locked(&keys, now).await?;
-        // Argon2 takes tens of milliseconds of CPU: off the async threads, and the same work
-        // whether the name exists, is locked or not.
+        let op = if valid_name(name) {
+            self.by_name(name).await?
+        } else {
+            None
+        };
         let stored = op.as_ref().map(|o| o.password_hash.clone());
         let given = password.to_owned();
-        let matches = tokio::task::spawn_blocking(move || match stored {
+        let checked = password::gated(move || match stored {
             Some(h) => password::verify(&given, &h),
             None => {
                 password::verify_dummy(&given);
                 false
             }
         })
-        .await
-        .unwrap_or(false);
-        if locked {
-            return Ok(Login::Throttled);
-        }
-        let ok = matches && op.as_ref().is_some_and(|o| !o.disabled);
+        .await;
+        let matches = match checked {
+            Ok(m) => m,
+            Err(password::Busy) => {
+                // Not the caller's fault: the attempt does not count.
+                self.refund(&keys, true).await?;
+                return Ok(Login::Busy);
+            }
+        };
         match op {
-            Some(op) if ok => {
-                login_throttle::Entity::delete_by_id(keys[0].clone())
-                    .exec(&self.db)
-                    .await?;
-                if password::needs_rehash(&op.password_hash) {
-                    self.set(
-                        op.id,
-                        operator::Column::PasswordHash,
-                        password::hash(password).into(),
-                    )
-                    .await?;
+            Some(op) if matches && !op.disabled => {
+                self.refund(&keys, false).await?;
+                if password::needs_rehash(&op.password_hash)
+                    && let Ok(h) = password::hash_gated(password).await
+                {
+                    self.set(op.id, operator::Column::PasswordHash, h.into())
+                        .await?;
                 }
                 Ok(Login::Ok(op))
             }
-            _ => {
-                for key in &keys {
-                    self.fail(key, now).await?;
-                }
-                Ok(Login::Invalid)
-            }
+            _ => Ok(Login::Invalid),
         }
     }
 
-    async fn locked(&self, keys: &[String], now: i64) -> Result<bool, AccountError> {
-        let rows = login_throttle::Entity::find()
-            .filter(login_throttle::Column::Key.is_in(keys.iter().cloned()))
-            .all(&self.db)
-            .await?;
-        Ok(rows.iter().any(|r| r.locked_until.is_some_and(|t| t > now)))
+    /// Counts one attempt against each throttle key; `false` when any of them says wait.
+    /// Keys are checked broadest first, so a refused attempt leaves the narrower keys alone.
+    async fn reserve(&self, keys: &ThrottleKeys, now: i64) -> Result<bool, AccountError> {
+        if let Some(addr) = &keys.address
+            && self.count_attempt(addr, now).await? > ADDRESS_MAX
+        {
+            tracing::warn!(key = %addr, "login attempts throttled");
+            return Ok(false);
+        }
+        if let Some(pair) = &keys.pair
+            && self.count_attempt(pair, now).await? > MAX_FAILURES
+        {
+            tracing::warn!(key = %pair, "login attempts throttled");
+            return Ok(false);
+        }
+        if !self.count_account_attempt(&keys.account, now).await? {
+            tracing::warn!(key = %keys.account, "login attempts slowed down");
+            return Ok(false);
+        }
+        Ok(true)
     }
 
-    async fn fail(&self, key: &str, now: i64) -> Result<(), AccountError> {
-        let current = login_throttle::Entity::find_by_id(key.to_owned())
-            .one(&self.db)
-            .await?;
-        let (failures, start) = match current {
-            Some(r)
-                if now - r.window_start < WINDOW_MS && r.locked_until.is_none_or(|t| t > now) =>
-            {
-                (r.failures + 1, r.window_start)
+    /// Adds one attempt to `key` in its current window (a new window once the old one is
+    /// over) and returns the count after it: one statement, so parallel attempts all count.
+    async fn count_attempt(&self, key: &str, now: i64) -> Result<i32, AccountError> {
+        Ok(self
+            .upsert_attempt(key, now, None)
+            .await?
+            .unwrap_or(i32::MAX))
+    }
+
+    /// The per-account slow-down: past [`ACCOUNT_SLOW_AFTER`] attempts in a window, one attempt
+    /// per [`ACCOUNT_GAP_MS`] from anywhere. Never a lock, so a guesser spread over many
+    /// addresses is slowed down while the real user still gets in. `false`: too soon.
+    async fn count_account_attempt(&self, key: &str, now: i64) -> Result<bool, AccountError> {
+        Ok(self
+            .upsert_attempt(key, now, Some((ACCOUNT_SLOW_AFTER, ACCOUNT_GAP_MS)))
+            .await?
+            .is_some())
+    }
+
+    /// The one throttle statement. With `gap = Some((after, ms))`, past `after` attempts the
+    /// row also says when the next attempt may come (`locked_until`), and an attempt before
+    /// then is not counted and returns `None`.
+    async fn upsert_attempt(
+        &self,
+        key: &str,
+        now: i64,
+        gap: Option<(i32, i64)>,
+    ) -> Result<Option<i32>, AccountError> {
+        const T: &str = "nightshift_login_throttle";
+        let cut = now - WINDOW_MS;
+        let mut values: Vec<sea_orm::Value> =
+            vec![key.into(), now.into(), cut.into(), cut.into(), now.into()];
+        let (set_gap, only_after) = match gap {
+            Some((after, ms)) => {
+                values.extend([cut.into(), after.into(), (now + ms).into(), now.into()]);
+                (
+                    format!(
+                        ", locked_until = CASE WHEN {T}.window_start > ? \
+                         AND {T}.failures + 1 > ? THEN ? ELSE NULL END"
+                    ),
+                    format!(" WHERE {T}.locked_until IS NULL OR {T}.locked_until <= ?"),
+                )
             }
-            _ => (1, now),
+            None => (String::new(), String::new()),
         };
-        let locked_until = (failures >= MAX_FAILURES).then_some(now + LOCK_MS);
-        let row = login_throttle::ActiveModel {
-            key: Set(key.to_owned()),
-            failures: Set(failures),
-            window_start: Set(start),
-            locked_until: Set(locked_until),
-        };
-        login_throttle::Entity::insert(row)
-            .on_conflict(
-                OnConflict::column(login_throttle::Column::Key)
-                    .update_columns([
-                        login_throttle::Column::Failures,
-                        login_throttle::Column::WindowStart,
-                        login_throttle::Column::LockedUntil,
-                    ])
-                    .to_owned(),
-            )
-            .exec_without_returning(&self.db)
+        let backend = self.db.get_database_backend();
+        let sql = numbered(
+            backend,
+            &format!(
+                "INSERT INTO {T} (\"key\", failures, window_start, locked_until) \
+                 VALUES (?, 1, ?, NULL) \
+                 ON CONFLICT (\"key\") DO UPDATE SET \
+                   failures = CASE WHEN {T}.window_start <= ? THEN 1 ELSE {T}.failures + 1 END, \
+                   window_start = CASE WHEN {T}.window_start <= ? THEN ? \
+                     ELSE {T}.window_start END{set_gap}{only_after} \
+                 RETURNING failures"
+            ),
+        );
+        let row = self
+            .db
+            .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
             .await?;
-        if locked_until.is_some() {
-            tracing::warn!(%key, "login locked after {failures} failures");
+        Ok(row.map(|r| r.try_get::<i32>("", "failures")).transpose()?)
+    }
+
+    /// Gives attempts back: after a success (the account and the pair start afresh, the
+    /// address gets its attempt back), or when the server was too busy to check (`all`).
+    async fn refund(&self, keys: &ThrottleKeys, all: bool) -> Result<(), AccountError> {
+        let mut give_back: Vec<String> = keys.address.iter().cloned().collect();
+        let mut forget: Vec<String> = vec![];
+        if all {
+            give_back.extend(keys.pair.iter().cloned());
+            give_back.push(keys.account.clone());
+        } else {
+            forget.extend(keys.pair.iter().cloned());
+            forget.push(keys.account.clone());
+        }
+        if !give_back.is_empty() {
+            login_throttle::Entity::update_many()
+                .col_expr(
+                    login_throttle::Column::Failures,
+                    Expr::col(login_throttle::Column::Failures).sub(1),
+                )
+                .filter(login_throttle::Column::Key.is_in(give_back))
+                .filter(login_throttle::Column::Failures.gt(0))
+                .exec(&self.db)
+                .await?;
+        }
+        if !forget.is_empty() {
+            login_throttle::Entity::delete_many()
+                .filter(login_throttle::Column::Key.is_in(forget))
+                .exec(&self.db)
+                .await?;
         }
         Ok(())
+    }
+
+    /// Whether `address` has sent too many unknown API tokens lately (checked before any lookup).
+    pub async fn token_throttled(&self, address: &str) -> Result<bool, AccountError> {
+        let row = login_throttle::Entity::find_by_id(format!("token:{address}"))
+            .one(&self.db)
+            .await?;
+        Ok(row.is_some_and(|r| r.window_start > now_ms() - WINDOW_MS && r.failures >= TOKEN_MAX))
+    }
+
+    /// Counts an unknown or revoked API token sent from `address`.
+    pub async fn token_failed(&self, address: &str) -> Result<(), AccountError> {
+        self.count_attempt(&format!("token:{address}"), now_ms())
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes throttle rows whose window is over. Returns how many.
+    pub async fn prune_throttle(&self) -> Result<u64, AccountError> {
+        let now = now_ms();
+        let res = login_throttle::Entity::delete_many()
+            .filter(login_throttle::Column::WindowStart.lte(now - WINDOW_MS))
+            .filter(
+                Condition::any()
+                    .add(login_throttle::Column::LockedUntil.is_null())
+                    .add(login_throttle::Column::LockedUntil.lte(now)),
+            )
+            .exec(&self.db)
+            .await?;
+        Ok(res.rows_affected)
     }
 
     /// Creates an API token for `operator`; returns the token, shown this once.
@@ -333,11 +496,15 @@ impl Accounts {
         if op.disabled {
             return Ok(None);
         }
-        api_token::Entity::update_many()
+        // Bookkeeping only: a failed write (a full disk) must not refuse a read.
+        if let Err(e) = api_token::Entity::update_many()
             .col_expr(api_token::Column::LastUsedAt, Expr::value(now_ms()))
             .filter(api_token::Column::Id.eq(t.id))
             .exec(&self.db)
-            .await?;
+            .await
+        {
+            tracing::warn!(token = t.id, "could not record the token's last use: {e}");
+        }
         Ok(Some(op))
     }
 
@@ -362,7 +529,9 @@ impl Accounts {
         Ok(row.is_some_and(|r| r.expires_at > now_ms()) && self.count().await? == 0)
     }
 
-    /// Uses the setup token: creates the first admin and kills the token.
+    /// Uses the setup token: creates the first admin and kills the token. The token is
+    /// consumed (`DELETE … RETURNING`) in the same transaction that adds the admin, so of
+    /// parallel requests with one link exactly one creates an admin.
     pub async fn complete_setup(
         &self,
         token: &str,
@@ -372,8 +541,31 @@ impl Accounts {
         if !self.setup_token_valid(token).await? {
             return Ok(None);
         }
-        let op = self.add(name, password, Role::Admin).await?;
-        setup_token::Entity::delete_many().exec(&self.db).await?;
+        if !valid_name(name) {
+            return Err(AccountError::InvalidName);
+        }
+        if password.chars().count() < 8 {
+            return Err(AccountError::WeakPassword);
+        }
+        // Hashing is slow: done before the transaction, which then only writes.
+        let hash = password::hash_gated(password)
+            .await
+            .map_err(|_| AccountError::Busy)?;
+        let txn = self.db.begin().await?;
+        let consumed = setup_token::Entity::delete_many()
+            .filter(setup_token::Column::TokenHash.eq(password::token_hash(token)))
+            .filter(setup_token::Column::ExpiresAt.gt(now_ms()))
+            .exec(&txn)
+            .await?;
+        if consumed.rows_affected != 1 || operator::Entity::find().count(&txn).await? != 0 {
+            txn.rollback().await?;
+            return Ok(None);
+        }
+        let op = operator::Entity::insert(new_operator(name, hash, Role::Admin))
+            .exec_with_returning(&txn)
+            .await?;
+        setup_token::Entity::delete_many().exec(&txn).await?;
+        txn.commit().await?;
         Ok(Some(op))
     }
 }

@@ -45,7 +45,16 @@ pub enum Auth {
     /// Built-in: operators in the database, login page, sessions, API tokens, CSRF.
     Sessions(SessionOptions),
     /// The host app's own sign-in.
-    Custom(Arc<dyn Authenticator>),
+    Custom(CustomAuth),
+}
+
+/// A host app's own sign-in, and whether the admin adds its CSRF token to it.
+#[derive(Clone)]
+pub struct CustomAuth {
+    pub(crate) authenticator: Arc<dyn Authenticator>,
+    /// Every state change must echo the admin's CSRF token (a cookie the admin sets, repeated
+    /// in the page's `<meta name="csrf-token">`), as with the built-in login. On by default.
+    pub(crate) csrf: bool,
 }
 
 /// Settings of the built-in login.
@@ -75,8 +84,43 @@ impl Auth {
         Auth::Sessions(SessionOptions::default())
     }
 
-    /// A host app's own sign-in.
+    /// A host app's own sign-in. State changes still need the admin's CSRF token (the pages
+    /// send it by themselves); see [`Auth::without_csrf`] for hosts that already protect every
+    /// request.
+    ///
+    /// ```
+    /// # use nightshift::auth::{Auth, Authenticator, Operator};
+    /// # struct FromProxy;
+    /// # #[async_trait::async_trait]
+    /// # impl Authenticator for FromProxy {
+    /// #     async fn authenticate(&self, _: &axum::http::request::Parts) -> Option<Operator> { None }
+    /// # }
+    /// let auth = Auth::custom(FromProxy);
+    /// ```
     pub fn custom(a: impl Authenticator) -> Auth {
-        Auth::Custom(Arc::new(a))
+        Auth::Custom(CustomAuth {
+            authenticator: Arc::new(a),
+            csrf: true,
+        })
+    }
+
+    /// Turns the admin's CSRF check off for [`Auth::custom`] (the host checks every state
+    /// change itself, or only scripts with non-cookie credentials call it). No effect on
+    /// [`Auth::sessions`], whose CSRF check always stays.
+    ///
+    /// ```
+    /// # use nightshift::auth::{Auth, Authenticator, Operator};
+    /// # struct HeaderAuth;
+    /// # #[async_trait::async_trait]
+    /// # impl Authenticator for HeaderAuth {
+    /// #     async fn authenticate(&self, _: &axum::http::request::Parts) -> Option<Operator> { None }
+    /// # }
+    /// let auth = Auth::custom(HeaderAuth).without_csrf();
+    /// ```
+    pub fn without_csrf(self) -> Auth {
+        match self {
+            Auth::Custom(c) => Auth::Custom(CustomAuth { csrf: false, ..c }),
+            other => other,
+        }
     }
 }

@@ -63,6 +63,12 @@ async fn execute(shared: &Shared, job: &job::Model) -> Completion {
         Ok(v) => v,
         Err(e) => return bad_args(shared, job, format!("arguments are not valid JSON: {e}")),
     };
+    // Secret fields stored encrypted are handed to the handler decrypted. The error names the
+    // field and the key id, never the value.
+    let args = match crate::secrets::open(shared.keyring.as_ref(), &kind.secrets, args) {
+        Ok(v) => v,
+        Err(e) => return bad_args(shared, job, format!("bad arguments: {e}")),
+    };
     let signal = shared.registry.register(job.id);
     let ctx = JobContext::new(
         job.id,
@@ -252,7 +258,7 @@ async fn log(shared: &Shared, job_id: i64, line: impl Into<String>) {
         .send(WriteOp::Log {
             job_id,
             at: now_ms(),
-            line: line.into(),
+            line: truncate(line.into(), crate::context::MAX_LOG_LINE),
         })
         .await;
 }

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::entity::node;
 use crate::events::Events;
 use crate::kind::JobKind;
+use crate::secrets::Keyring;
 use crate::store::Store;
 use completer::WriteOp;
 use registry::Registry;
@@ -71,6 +72,8 @@ pub(crate) struct Shared {
     pub config: Config,
     pub node: node::Model,
     pub kinds: RwLock<HashMap<String, JobKind>>,
+    /// Encrypts secret argument fields at rest; `None`: they are stored in plain text.
+    pub keyring: Option<Keyring>,
     pub registry: Registry,
     /// Reports and completions go to the completer through here. Bounded: a handler reporting
     /// faster than the database takes it waits.

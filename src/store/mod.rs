@@ -22,7 +22,7 @@ use crate::entity::{job, job_attempt, job_log, job_result, node};
 use crate::error::{Error, Result};
 use crate::state::JobStatus;
 
-pub use connect::connect;
+pub use connect::{connect, is_unavailable};
 pub use list::{COUNT_CAP, JobFilter};
 pub(crate) use sql::Sql;
 

@@ -35,8 +35,18 @@ pub async fn spawn_admin_only() -> TestApp {
     spawn("", false).await
 }
 
+/// The admin at the root over the database at `url` (e.g. a fresh PostgreSQL database).
+pub async fn spawn_app_on(url: &str) -> TestApp {
+    let mut db = temp_db();
+    db.url = url.to_owned();
+    spawn_with(db, "", true).await
+}
+
 async fn spawn(prefix: &str, run_jobs: bool) -> TestApp {
-    let db = temp_db();
+    spawn_with(temp_db(), prefix, run_jobs).await
+}
+
+async fn spawn_with(db: TestDb, prefix: &str, run_jobs: bool) -> TestApp {
     let worker = builder(&db)
         .grace_period(Duration::from_millis(500))
         .build()
@@ -63,14 +73,12 @@ async fn spawn(prefix: &str, run_jobs: bool) -> TestApp {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    tokio::spawn(nightshift::admin::serve::serve(
+        listener,
+        app,
+        std::future::pending(),
+        nightshift::admin::serve::ServeOptions::default(),
+    ));
     // Requests act as the admin through an API token (no CSRF token needed).
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("authorization", format!("Bearer {token}").parse().unwrap());

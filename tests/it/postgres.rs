@@ -9,21 +9,21 @@ use serde_json::json;
 use crate::helpers::*;
 
 /// The server CI starts; override with `NIGHTSHIFT_TEST_POSTGRES`.
-fn admin_url() -> String {
+pub fn admin_url() -> String {
     std::env::var("NIGHTSHIFT_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// A fresh database for one test, dropped at the end.
-struct PgDb {
-    name: String,
-    url: String,
+pub struct PgDb {
+    pub name: String,
+    pub url: String,
 }
 
 impl PgDb {
     /// A fresh database, or `None` (the test is skipped, and says so) when no server answers,
     /// unless `NIGHTSHIFT_REQUIRE_POSTGRES=1` (set by `.ci/run`).
-    async fn create() -> Option<PgDb> {
+    pub async fn create() -> Option<PgDb> {
         let mut opts = sea_orm::ConnectOptions::new(admin_url());
         opts.connect_timeout(Duration::from_secs(3))
             .acquire_timeout(Duration::from_secs(3));
@@ -48,7 +48,7 @@ impl PgDb {
         Some(PgDb { name, url })
     }
 
-    async fn drop_db(self) {
+    pub async fn drop_db(self) {
         let admin = Database::connect(admin_url()).await.unwrap();
         let _ = admin
             .execute_unprepared(&format!(

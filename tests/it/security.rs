@@ -167,13 +167,34 @@ async fn without_a_login_no_route_gives_data() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_renews_the_session_and_logout_kills_it() {
     let app = spawn_app().await;
-    let c = browser_client();
+    // A session id planted before login (session fixation) must be worth nothing after it.
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let planted = "nightshift_session=planted0000000000000000000000";
+    jar.add_cookie_str(
+        &format!("{planted}; Path=/"),
+        &app.url("/").parse().unwrap(),
+    );
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_provider(jar)
+        .build()
+        .unwrap();
     let page = c.get(app.url("/login")).send().await.unwrap();
-    let before = session_cookie(&page).expect("a session for the login form's CSRF token");
-    let cookie_flags = before.to_ascii_lowercase();
-    assert!(cookie_flags.contains("httponly"), "{before}");
-    assert!(cookie_flags.contains("samesite=strict"), "{before}");
-    assert!(cookie_flags.contains("path=/"), "{before}");
+    assert!(
+        session_cookie(&page).is_none_or(|c| c.starts_with("nightshift_session=;")),
+        "an anonymous page stores no session (an unknown one is only cleared)"
+    );
+    let csrf_cookie = page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("nightshift_csrf="))
+        .expect("the login form's CSRF cookie")
+        .to_ascii_lowercase();
+    assert!(csrf_cookie.contains("httponly"), "{csrf_cookie}");
+    assert!(csrf_cookie.contains("samesite=strict"), "{csrf_cookie}");
+    let before = planted.to_owned();
     let token = csrf_in(&page.text().await.unwrap());
     let res = c
         .post(app.url("/login"))
@@ -187,6 +208,10 @@ async fn login_renews_the_session_and_logout_kills_it() {
         .unwrap();
     assert_eq!(res.status().as_u16(), 303);
     let after = session_cookie(&res).expect("a new session cookie at login");
+    let cookie_flags = after.to_ascii_lowercase();
+    assert!(cookie_flags.contains("httponly"), "{after}");
+    assert!(cookie_flags.contains("samesite=strict"), "{after}");
+    assert!(cookie_flags.contains("path=/"), "{after}");
     let id = |c: &str| c.split(';').next().unwrap().to_owned();
     assert_ne!(id(&before), id(&after), "session id renewed at login");
     let res = c
@@ -451,15 +476,23 @@ async fn the_sixth_bad_password_is_throttled_and_unknown_names_look_the_same() {
         429,
         "locked even with the right password"
     );
+    // The lock is on this name from this address: the address is not locked for others.
     let unknown = log_in(&app, &browser_client(), "nobody", "wrong password").await;
-    assert_eq!(unknown.status().as_u16(), 429, "this address is locked too");
+    assert_eq!(
+        unknown.status().as_u16(),
+        401,
+        "another name from this address"
+    );
+    let unknown_text = unknown.text().await.unwrap();
+    assert!(unknown_text.contains("Invalid name or password."));
     let (_, audit) = app.get_json("/audit?action=login").await;
     let entries = audit["entries"].as_array().unwrap();
+    // Counted attempts are audited; refused ones (throttled) leave a log line, not a row.
     assert_eq!(
         entries.iter().filter(|e| e["outcome"] == "failed").count(),
-        5
+        6
     );
-    assert!(entries.iter().any(|e| e["outcome"] == "throttled"));
+    assert!(!entries.iter().any(|e| e["outcome"] == "throttled"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

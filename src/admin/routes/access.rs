@@ -2,20 +2,21 @@
 //! and the audit log.
 use std::collections::BTreeMap;
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::input;
+use super::input::{self, Query, RawBody};
 use crate::admin::AdminState;
 use crate::admin::error::WebError;
 use crate::admin::extract::{Chrome, WantsJson};
 use crate::admin::flash;
 use crate::admin::views;
 use crate::auth::{AccountError, Auth, audit};
+use crate::clock::to_datetime;
 use crate::role::Role;
+use crate::text::quote;
 
 type Result<T, E = WebError> = std::result::Result<T, E>;
 
@@ -58,7 +59,10 @@ pub async fn operators(
     if json {
         let ops: Vec<_> = list
             .iter()
-            .map(|o| serde_json::json!({"id": o.id, "name": o.name, "role": o.role, "disabled": o.disabled}))
+            .map(|o| {
+                serde_json::json!({"id": o.id, "name": o.name, "role": o.role,
+                    "disabled": o.disabled, "created_at": to_datetime(o.created_at)})
+            })
             .collect();
         return Ok(axum::Json(serde_json::json!({"operators": ops})).into_response());
     }
@@ -71,7 +75,7 @@ pub async fn add_operator(
     chrome: Chrome,
     WantsJson(json): WantsJson,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response> {
     sessions_only(&st)?;
     let form = input::fields(&headers, &body)?;
@@ -114,12 +118,12 @@ pub async fn update_operator(
     op: crate::admin::Operator,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response> {
     sessions_only(&st)?;
     let id: i64 = id
         .parse()
-        .map_err(|_| WebError::not_found(format!("operator {id:?} not found")))?;
+        .map_err(|_| WebError::not_found(format!("operator {} not found", quote(&id))))?;
     let form = input::fields(&headers, &body)?;
     let target = st.accounts.by_id(id).await?;
     let msg = match form.get("action").map(String::as_str) {
@@ -171,10 +175,32 @@ pub async fn update_operator(
     ))
 }
 
-pub async fn tokens(State(st): State<AdminState>, chrome: Chrome) -> Result<Response> {
+/// API tokens: never the token or its hash, which is all the database has of it.
+pub async fn tokens(
+    State(st): State<AdminState>,
+    chrome: Chrome,
+    WantsJson(json): WantsJson,
+) -> Result<Response> {
     sessions_only(&st)?;
     let tokens = st.accounts.tokens(None).await?;
     let ops = st.accounts.list().await?;
+    if json {
+        let names: BTreeMap<i64, &str> = ops.iter().map(|o| (o.id, o.name.as_str())).collect();
+        let list: Vec<_> = tokens
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "id": t.id,
+                    "name": t.name,
+                    "operator": names.get(&t.operator_id),
+                    "created_at": to_datetime(t.created_at),
+                    "last_used_at": t.last_used_at.map(to_datetime),
+                    "revoked_at": t.revoked_at.map(to_datetime),
+                })
+            })
+            .collect();
+        return Ok(axum::Json(serde_json::json!({"tokens": list})).into_response());
+    }
     let ctx = st.page_ctx(&chrome, Some("tokens")).await;
     Ok(views::access::tokens_page(&ctx, &tokens, &ops, None).into_response())
 }
@@ -184,7 +210,7 @@ pub async fn create_token(
     chrome: Chrome,
     WantsJson(json): WantsJson,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response> {
     sessions_only(&st)?;
     let form = input::fields(&headers, &body)?;
@@ -194,7 +220,17 @@ pub async fn create_token(
         .cloned()
         .filter(|n| !n.trim().is_empty())
         .unwrap_or_else(|| "token".into());
-    let (token, model) = st.accounts.create_token(&operator, &name).await?;
+    let (token, model) = match st.accounts.create_token(&operator, &name).await {
+        Ok(made) => made,
+        Err(AccountError::NotFound(_)) => {
+            return Err(WebError::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "operator",
+                format!("there is no operator named {}", quote(&operator)),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
     if json {
         return Ok((
             StatusCode::CREATED,
@@ -227,7 +263,7 @@ pub async fn revoke_token(
     sessions_only(&st)?;
     let id: i64 = id
         .parse()
-        .map_err(|_| WebError::not_found(format!("token {id:?} not found")))?;
+        .map_err(|_| WebError::not_found(format!("token {} not found", quote(&id))))?;
     st.accounts.revoke_token(id).await?;
     if json {
         return Ok(axum::Json(serde_json::json!({"ok": true})).into_response());
@@ -238,6 +274,9 @@ pub async fn revoke_token(
         &format!("Token {id} revoked."),
     ))
 }
+
+/// Audit entries per page.
+const AUDIT_PAGE: u64 = 100;
 
 #[derive(Debug, Deserialize)]
 pub struct AuditQuery {
@@ -259,18 +298,28 @@ pub async fn audit(
         action: clean(&q.action),
         target: clean(&q.target),
     };
-    let before =
-        match clean(&q.before) {
-            Some(b) => Some(b.parse::<i64>().map_err(|_| {
-                WebError::bad_request(format!("before: {b:?} is not a valid cursor"))
-            })?),
-            None => None,
-        };
-    let rows = audit::list(st.worker.store().connection(), &filter, before, 100)
-        .await
-        .map_err(crate::Error::from)?;
+    let before = match clean(&q.before) {
+        Some(b) => Some(input::cursor("before", &b)?),
+        None => None,
+    };
+    let mut rows = audit::list(
+        st.worker.store().connection(),
+        &filter,
+        before,
+        AUDIT_PAGE + 1,
+    )
+    .await
+    .map_err(crate::Error::from)?;
+    let more = rows.len() as u64 > AUDIT_PAGE;
+    rows.truncate(AUDIT_PAGE as usize);
     if json {
-        return Ok(axum::Json(serde_json::json!({"entries": rows})).into_response());
+        // The cursor of the next (older) page: `?before=<next>`.
+        let next = if more {
+            rows.last().map(|r| r.id)
+        } else {
+            None
+        };
+        return Ok(axum::Json(serde_json::json!({"entries": rows, "next": next})).into_response());
     }
     let ctx = st.page_ctx(&chrome, Some("audit")).await;
     Ok(views::access::audit_page(&ctx, &rows, &filter).into_response())

@@ -17,7 +17,10 @@ pub async fn asset(Path(file): Path<String>) -> Result<Response, WebError> {
         "sse.min.js" => (SSE, "text/javascript; charset=utf-8"),
         "nightshift.js" => (JS, "text/javascript; charset=utf-8"),
         "nightshift.css" => (CSS, "text/css; charset=utf-8"),
-        _ => return Err(WebError::not_found(format!("no asset {file:?}"))),
+        _ => {
+            let file = crate::text::quote(&file);
+            return Err(WebError::not_found(format!("no asset {file}")));
+        }
     };
     Ok((
         [

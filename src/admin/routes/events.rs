@@ -6,14 +6,14 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use super::input::{self, ListQuery};
+use super::input::{self, ListQuery, Query};
 use crate::admin::AdminState;
 use crate::admin::error::WebError;
 use crate::admin::extract::Base;
@@ -26,7 +26,7 @@ type EventStream = Sse<axum::response::sse::KeepAliveStream<BoxedEvents>>;
 
 #[derive(Debug, Deserialize)]
 pub struct JobEventsQuery {
-    after: Option<i64>,
+    after: Option<String>,
     format: Option<String>,
 }
 
@@ -48,6 +48,10 @@ pub async fn job_events(
 ) -> Result<EventStream, WebError> {
     let id = input::job_id(&id)?;
     let json = q.format.as_deref() == Some("json");
+    let after_query = match q.after.as_deref().filter(|s| !s.is_empty()) {
+        Some(raw) => Some(input::cursor("after", raw)?),
+        None => None,
+    };
     // Subscribe before reading, so nothing falls between the catch-up and the live stream.
     let rx = st.hub.watch_job(&base, id);
     let job = st.worker.job(id).await?;
@@ -55,7 +59,7 @@ pub async fn job_events(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i64>().ok())
-        .or(q.after)
+        .or(after_query)
         .unwrap_or(0);
     let missed = st.worker.store().logs_after(id, after, 10_000).await?;
     let mut last = after;

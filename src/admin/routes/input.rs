@@ -1,14 +1,23 @@
 //! Reading what a request sends: a job id from the path, a body as JSON or form fields, list
 //! filters from the query. Bad input becomes a 4xx naming what is wrong.
+//!
+//! Text from a request never holds a NUL character (PostgreSQL cannot store one in text): the
+//! body readers ([`body`], [`fields`]) refuse it with a 422 naming the field or JSON path, the
+//! query readers ([`Query`], [`ListQuery::check`]) with a 400 naming the parameter. Messages
+//! quote input only as a short excerpt ([`crate::text::quote`]).
 use std::collections::BTreeMap;
 
-use axum::http::{HeaderMap, header};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::admin::error::WebError;
 use crate::state::JobStatus;
 use crate::store::JobFilter;
+use crate::text::{NUL_REFUSED, excerpt, quote, scrub_nul};
 use crate::worker::Worker;
 
 /// A job id from the path; anything else is a 404 (no such job).
@@ -16,7 +25,85 @@ pub fn job_id(raw: &str) -> Result<i64, WebError> {
     raw.parse::<i64>()
         .ok()
         .filter(|id| *id > 0)
-        .ok_or_else(|| WebError::not_found(format!("job {raw:?} not found")))
+        .ok_or_else(|| WebError::not_found(format!("job {} not found", quote(raw))))
+}
+
+/// A field's name as a message may show it: short, without NUL.
+fn field_name(name: &str) -> String {
+    scrub_nul(excerpt(name).into_owned())
+}
+
+/// Refuses a query parameter holding a NUL character: 400, naming it.
+pub fn query_text(name: &str, value: Option<&str>) -> Result<(), WebError> {
+    match value {
+        Some(v) if v.contains('\0') || name.contains('\0') => Err(WebError::field(
+            StatusCode::BAD_REQUEST,
+            &field_name(name),
+            NUL_REFUSED,
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The query string as `T` (whose fields should be strings, checked by the handler). Unlike
+/// axum's, a bad query is a [`WebError`] (JSON or a page, like every error), and a parameter
+/// holding a NUL character is refused here, naming it.
+#[derive(Debug, Clone, Default)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let raw = parts.uri.query().unwrap_or("");
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
+            .map_err(|e| WebError::bad_request(format!("the query could not be read: {e}")))?;
+        for (name, value) in &pairs {
+            query_text(name, Some(value))?;
+        }
+        serde_urlencoded::from_str(raw)
+            .map(Query)
+            .map_err(|e| WebError::bad_request(format!("the query could not be read: {e}")))
+    }
+}
+
+/// The request body, read whole. Unlike axum's `Bytes`, one too large is a [`WebError`] (JSON
+/// or a page, like every error).
+pub struct RawBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = WebError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, WebError> {
+        axum::body::Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|e| WebError::new(e.status(), e.body_text()))
+    }
+}
+
+/// A JSON body as `T`: a mismatch is a 422 naming the field (`schedule_at`, `args`) when serde
+/// says which.
+pub fn from_json<T: DeserializeOwned>(v: Value) -> Result<T, WebError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        // A missing or unknown field is reported at the parent; name the field itself.
+        let named = ["missing field `", "unknown field `"]
+            .iter()
+            .find_map(|p| message.strip_prefix(p))
+            .and_then(|rest| rest.split('`').next());
+        let field = match named {
+            Some(name) if path == "." => Some(name.to_owned()),
+            Some(name) => Some(format!("{path}.{name}")),
+            None if path == "." => None,
+            None => Some(path),
+        };
+        match field {
+            Some(f) => WebError::field(StatusCode::UNPROCESSABLE_ENTITY, &field_name(&f), message),
+            None => WebError::new(StatusCode::UNPROCESSABLE_ENTITY, message),
+        }
+    })
 }
 
 /// A request body.
@@ -31,22 +118,45 @@ pub fn body(headers: &HeaderMap, bytes: &[u8]) -> Result<Body, WebError> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if ct.starts_with("application/json") {
-        serde_json::from_slice(bytes)
-            .map(Body::Json)
-            .map_err(|e| WebError::bad_request(format!("the body is not valid JSON: {e}")))
+        let v: Value = serde_json::from_slice(bytes)
+            .map_err(|e| WebError::bad_request(format!("the body is not valid JSON: {e}")))?;
+        // Anywhere in it: `args.subject`, `args.items[2].sku`.
+        if let Some(path) = crate::text::nul_path(&v, "") {
+            let path = if path.is_empty() { "body".into() } else { path };
+            return Err(WebError::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &field_name(&path),
+                NUL_REFUSED,
+            ));
+        }
+        Ok(Body::Json(v))
     } else if ct.starts_with("application/x-www-form-urlencoded") || ct.is_empty() {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes)
             .map_err(|e| WebError::bad_request(format!("the form could not be read: {e}")))?;
+        if let Some((name, _)) = pairs
+            .iter()
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            return Err(WebError::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &field_name(name),
+                NUL_REFUSED,
+            ));
+        }
         Ok(Body::Form(pairs.into_iter().collect()))
     } else {
         Err(WebError::new(
-            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("content type {ct:?} is not accepted: send JSON or a form"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "content type {} is not accepted: send JSON or a form",
+                quote(ct)
+            ),
         ))
     }
 }
 
-/// A body of plain fields: a form, or a flat JSON object (non-strings as JSON text).
+/// A body of plain fields: a form, or a flat JSON object (non-strings as JSON text). A NUL
+/// character anywhere is refused (see [`body`]).
 pub fn fields(headers: &HeaderMap, bytes: &[u8]) -> Result<BTreeMap<String, String>, WebError> {
     match body(headers, bytes)? {
         Body::Form(f) => Ok(f),
@@ -89,6 +199,16 @@ pub struct ListSpec {
 
 impl ListQuery {
     pub fn check(&self, worker: &Worker) -> Result<ListSpec, WebError> {
+        for (name, value) in [
+            ("status", &self.status),
+            ("job", &self.job),
+            ("group", &self.group),
+            ("q", &self.q),
+            ("after", &self.after),
+            ("first", &self.first),
+        ] {
+            query_text(name, value.as_deref())?;
+        }
         let tab = self
             .status
             .as_deref()
@@ -101,9 +221,14 @@ impl ListQuery {
             other => match other.parse::<JobStatus>() {
                 Ok(s) => vec![s],
                 Err(_) => {
-                    return Err(WebError::bad_request(format!(
-                        "status: {other:?} is not one of all, running, scheduled, done, errors, killed, cancelled"
-                    )));
+                    return Err(WebError::field(
+                        StatusCode::BAD_REQUEST,
+                        "status",
+                        format!(
+                            "{} is not one of all, running, scheduled, done, errors, killed, cancelled",
+                            quote(other)
+                        ),
+                    ));
                 }
             },
         };
@@ -129,9 +254,7 @@ impl ListQuery {
         }
         let after = match self.after.as_deref().filter(|s| !s.is_empty()) {
             None => None,
-            Some(raw) => Some(raw.parse::<i64>().map_err(|_| {
-                WebError::bad_request(format!("after: {raw:?} is not a valid cursor"))
-            })?),
+            Some(raw) => Some(cursor("after", raw)?),
         };
         let q = self
             .q
@@ -151,6 +274,17 @@ impl ListQuery {
             q,
         })
     }
+}
+
+/// A page cursor (a row id) from the query: a 400 naming `name` when it is not one.
+pub fn cursor(name: &str, raw: &str) -> Result<i64, WebError> {
+    raw.parse::<i64>().map_err(|_| {
+        WebError::field(
+            StatusCode::BAD_REQUEST,
+            name,
+            format!("{} is not a valid cursor", quote(raw)),
+        )
+    })
 }
 
 impl ListSpec {

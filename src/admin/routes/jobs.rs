@@ -2,8 +2,7 @@
 //! extracts, makes one call into the engine, and renders.
 use std::collections::BTreeMap;
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum_htmx::HxRequest;
@@ -11,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::input::{self, Body, ListQuery};
+use super::input::{self, Body, ListQuery, Query, RawBody};
 use crate::admin::AdminState;
 use crate::admin::error::WebError;
 use crate::admin::extract::{Base, Chrome, Operator, WantsJson, wants_json};
@@ -24,6 +23,7 @@ use crate::admin::views::list::ListView;
 use crate::error::Error;
 use crate::job::Job;
 use crate::kind::JobKind;
+use crate::text::quote;
 use crate::worker::NewJob;
 
 type Result<T, E = WebError> = std::result::Result<T, E>;
@@ -106,11 +106,10 @@ pub async fn new_job(
         return Ok(axum::Json(serde_json::json!({"kinds": list})).into_response());
     }
     let chosen = match q.job.as_deref().filter(|j| !j.is_empty()) {
-        Some(name) => Some(
-            st.worker
-                .kind(name)
-                .ok_or_else(|| WebError::not_found(format!("no job kind named {name:?}")))?,
-        ),
+        Some(name) => {
+            let missing = || WebError::not_found(format!("no job kind named {}", quote(name)));
+            Some(st.worker.kind(name).ok_or_else(missing)?)
+        }
         None => None,
     };
     let state = FormState::default();
@@ -137,12 +136,11 @@ pub async fn create_job(
     WantsJson(json): WantsJson,
     op: Operator,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response> {
     match input::body(&headers, &body)? {
         Body::Json(v) => {
-            let req: CreateJson = serde_json::from_value(v)
-                .map_err(|e| WebError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+            let req: CreateJson = read_json(v)?;
             st.require_kind(&op, &req.job)?;
             let mut new = NewJob::from_value(
                 req.job,
@@ -160,7 +158,7 @@ pub async fn create_job(
             let kind = st.worker.kind(&name).ok_or_else(|| {
                 WebError::invalid(BTreeMap::from([(
                     "job".to_owned(),
-                    format!("no job kind named {name:?}"),
+                    format!("no job kind named {}", quote(&name)),
                 )]))
             })?;
             st.require_kind(&op, &name)?;
@@ -271,6 +269,19 @@ fn job_json(view: &JobView) -> Value {
     v
 }
 
+/// A JSON body as `T`, naming the field at fault; a time that is not one says what it takes.
+fn read_json<T: serde::de::DeserializeOwned>(v: Value) -> Result<T> {
+    input::from_json(v).map_err(|mut e| {
+        if let Some(m) = e.fields.get_mut("schedule_at") {
+            *m = format!("{NOT_A_TIME} (RFC 3339, such as 2030-01-01T09:00:00Z)");
+            e.message = format!("schedule_at: {m}");
+        }
+        e
+    })
+}
+
+const NOT_A_TIME: &str = "is not a date and time";
+
 /// `PUT /workers/{id}` as JSON.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -287,15 +298,14 @@ pub async fn update_job(
     op: Operator,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response> {
     let id = input::job_id(&id)?;
     let (htmx, json) = (headers.contains_key("hx-request"), wants_json(&headers));
     let current = st.require_job_kind(&op, id).await?;
     match input::body(&headers, &body)? {
         Body::Json(v) => {
-            let req: UpdateJson = serde_json::from_value(v)
-                .map_err(|e| WebError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+            let req: UpdateJson = read_json(v)?;
             let args = match req.args {
                 Some(a) => a,
                 None => serde_json::from_str(&st.worker.store().job(id).await?.args)
@@ -315,7 +325,7 @@ pub async fn post_job(
     op: Operator,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response> {
     let id = input::job_id(&id)?;
     let (htmx, json) = (headers.contains_key("hx-request"), wants_json(&headers));
@@ -510,7 +520,7 @@ fn form_args(
         Some(raw) => match schema_form::parse_time(raw, form.get("tz_offset")) {
             Some(t) => Some(t),
             None => {
-                errors.insert("schedule_at".into(), "is not a date and time".into());
+                errors.insert("schedule_at".into(), NOT_A_TIME.into());
                 None
             }
         },

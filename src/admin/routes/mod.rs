@@ -23,6 +23,7 @@ pub fn public() -> Router<AdminState> {
         .route("/logout", post(session::logout))
         .route("/setup", get(session::setup_page).post(session::setup))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
 }
 
 /// Routes that need a signed-in operator (the role each needs: see `security::needed_role`).
@@ -51,6 +52,7 @@ pub fn protected() -> Router<AdminState> {
         .route("/tokens", get(access::tokens).post(access::create_token))
         .route("/tokens/{id}/revoke", post(access::revoke_token))
         .route("/audit", get(access::audit))
+        .method_not_allowed_fallback(method_not_allowed)
 }
 
 async fn root(Base(base): Base) -> Redirect {
@@ -63,4 +65,12 @@ async fn healthz() -> impl IntoResponse {
 
 async fn not_found() -> WebError {
     WebError::not_found("There is no such page.")
+}
+
+/// A known path with a method it does not take (axum adds the `Allow` header).
+async fn method_not_allowed() -> WebError {
+    WebError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "This page does not take that method.",
+    )
 }

@@ -13,7 +13,7 @@ use crate::admin::extract::Chrome;
 use crate::admin::flash;
 use crate::admin::security::{Address, AuditActor, LOGIN_AT, OPERATOR_ID};
 use crate::admin::views;
-use crate::auth::{Auth, Login};
+use crate::auth::{AccountError, Auth, Login};
 use crate::clock::now_ms;
 
 type Result<T, E = WebError> = std::result::Result<T, E>;
@@ -21,6 +21,7 @@ type Result<T, E = WebError> = std::result::Result<T, E>;
 /// The generic answer to a wrong name or password.
 const INVALID: &str = "Invalid name or password.";
 const THROTTLED: &str = "Too many failed logins. Wait a few minutes and try again.";
+const BUSY: &str = "The server is busy. Try again in a moment.";
 
 #[derive(Debug, Deserialize)]
 pub struct NextQuery {
@@ -78,10 +79,7 @@ pub async fn login(
         .accounts
         .login(&name, &password, &address)
         .await
-        .map_err(|e| {
-            tracing::error!("login failed: {e}");
-            WebError::new(StatusCode::INTERNAL_SERVER_ERROR, "try again")
-        })?;
+        .map_err(account_error)?;
     let actor = AuditActor(if name.is_empty() {
         "anonymous".into()
     } else {
@@ -94,9 +92,10 @@ pub async fn login(
             res.extensions_mut().insert(actor);
             Ok(res)
         }
-        Login::Invalid | Login::Throttled => {
+        Login::Invalid | Login::Throttled | Login::Busy => {
             let (status, msg) = match outcome {
                 Login::Throttled => (StatusCode::TOO_MANY_REQUESTS, THROTTLED),
+                Login::Busy => (StatusCode::SERVICE_UNAVAILABLE, BUSY),
                 _ => (StatusCode::UNAUTHORIZED, INVALID),
             };
             tracing::warn!(name = %name, %address, "failed login");
@@ -106,7 +105,35 @@ pub async fn login(
             )
                 .into_response();
             res.extensions_mut().insert(actor);
+            if status != StatusCode::UNAUTHORIZED {
+                res.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static(
+                        if status == StatusCode::TOO_MANY_REQUESTS {
+                            "60"
+                        } else {
+                            "2"
+                        },
+                    ),
+                );
+            }
             Ok(res)
+        }
+    }
+}
+
+fn account_error(e: AccountError) -> WebError {
+    match e {
+        AccountError::Database(db) if crate::store::is_unavailable(&db) => {
+            crate::admin::error::unavailable(&db)
+        }
+        AccountError::Busy => WebError::new(StatusCode::SERVICE_UNAVAILABLE, BUSY),
+        other => {
+            tracing::error!("sign-in failed: {other}");
+            WebError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong on our side; it has been logged.",
+            )
         }
     }
 }
@@ -171,6 +198,7 @@ pub async fn setup(
         Ok(None) => Err(WebError::not_found(
             "This setup link is not valid (it works once, for a day).",
         )),
+        Err(e @ (AccountError::Busy | AccountError::Database(_))) => Err(account_error(e)),
         Err(e) => Ok((
             StatusCode::UNPROCESSABLE_ENTITY,
             views::session::setup_page(&chrome, &token, Some(&e.to_string())),

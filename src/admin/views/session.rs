@@ -11,6 +11,9 @@ fn bare(chrome: &Chrome, title: &str, body: Markup) -> Markup {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                @if let Some(token) = &chrome.csrf {
+                    meta name="csrf-token" content=(token);
+                }
                 title { (title) " · Nightshift" }
                 link rel="stylesheet" href={ (base) "/assets/nightshift.css" };
             }

@@ -1,0 +1,170 @@
+//! Text that crosses a boundary: what the engine stores for a handler (never a NUL, which
+//! PostgreSQL refuses in text), what a refusal may echo of its input (a short excerpt), and where
+//! a NUL hides in a JSON value.
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+/// How many characters of an input a message quotes.
+pub const EXCERPT_CHARS: usize = 60;
+
+/// The refusal of a NUL character, after the field's name.
+pub const NUL_REFUSED: &str = "must not contain a NUL character";
+
+/// `s` with every NUL character replaced by U+FFFD: storable in any text column.
+///
+/// ```
+/// assert_eq!(nightshift::text::scrub_nul("a\0b".into()), "a\u{FFFD}b");
+/// ```
+pub fn scrub_nul(s: String) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s
+    }
+}
+
+/// At most `max` characters of `s`; a longer text is cut and ends in "…".
+pub fn clip(s: &str, max: usize) -> Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        None => Cow::Borrowed(s),
+        Some((end, _)) => Cow::Owned(format!("{}…", &s[..end])),
+    }
+}
+
+/// A short excerpt of an input, for a message that quotes it.
+pub fn excerpt(s: &str) -> Cow<'_, str> {
+    clip(s, EXCERPT_CHARS)
+}
+
+/// A short excerpt of an input, quoted and escaped like `{:?}`: `"abc…"`.
+///
+/// ```
+/// let long = "x".repeat(1000);
+/// assert_eq!(nightshift::text::quote(&long).chars().count(), 60 + 3);
+/// assert_eq!(nightshift::text::quote("a\"b"), r#""a\"b""#);
+/// ```
+pub fn quote(s: &str) -> String {
+    format!("{:?}", excerpt(s))
+}
+
+/// `msg` with every quoted run (in double quotes or backticks) longer than an excerpt cut to
+/// one: for messages written by others that quote input in full, such as serde's
+/// `invalid type: string "…", expected u64` or its unknown field errors.
+///
+/// ```
+/// let msg = format!("invalid type: string {:?}, expected u64", "x".repeat(1000));
+/// let short = nightshift::text::shorten_quotes(&msg);
+/// assert!(short.len() < 120 && short.ends_with("…\", expected u64"));
+/// ```
+pub fn shorten_quotes(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len().min(1024));
+    let mut chars = msg.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '"' && c != '`' {
+            continue;
+        }
+        let (mut kept, mut cut, mut escaped) = (0, false, false);
+        for d in chars.by_ref() {
+            if d == c && !escaped {
+                if cut {
+                    out.push('…');
+                }
+                out.push(d);
+                cut = false;
+                break;
+            }
+            // Inside "…" (a `{:?}` string), \" does not close it.
+            escaped = c == '"' && d == '\\' && !escaped;
+            if kept < EXCERPT_CHARS {
+                out.push(d);
+                kept += 1;
+            } else {
+                cut = true;
+            }
+        }
+        if cut {
+            out.push('…');
+        }
+    }
+    out
+}
+
+/// The path of the first string (or object key) in `v` holding a NUL character, such as
+/// `subject` or `items[2].sku`, under `prefix` (`""` for none). `Some(prefix)` when `v` itself
+/// is such a string.
+///
+/// ```
+/// use serde_json::json;
+/// use nightshift::text::nul_path;
+/// let v = json!({"items": [{"sku": "a"}, {"sku": "b\u{0}"}]});
+/// assert_eq!(nul_path(&v, "args").as_deref(), Some("args.items[1].sku"));
+/// assert_eq!(nul_path(&json!({"ok": 1}), ""), None);
+/// ```
+pub fn nul_path(v: &Value, prefix: &str) -> Option<String> {
+    match v {
+        Value::String(s) if s.contains('\0') => Some(prefix.to_owned()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_path(item, &format!("{prefix}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, item)| {
+            let key = scrub_nul(excerpt(k).into_owned());
+            let path = if prefix.is_empty() {
+                key
+            } else {
+                format!("{prefix}.{key}")
+            };
+            if k.contains('\0') {
+                Some(path)
+            } else {
+                nul_path(item, &path)
+            }
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clips_on_characters() {
+        assert_eq!(clip("héllo", 10), "héllo");
+        assert_eq!(clip("héllo", 2), "hé…");
+        assert_eq!(clip("", 0), "");
+        assert_eq!(excerpt(&"é".repeat(100)).chars().count(), EXCERPT_CHARS + 1);
+    }
+
+    #[test]
+    fn shortens_long_quotes_only() {
+        assert_eq!(shorten_quotes("unknown field `a`"), "unknown field `a`");
+        let long = "y".repeat(100);
+        assert_eq!(
+            shorten_quotes(&format!("unknown field `{long}`, expected `job`")),
+            format!(
+                "unknown field `{}…`, expected `job`",
+                &long[..EXCERPT_CHARS]
+            )
+        );
+        let quoted = format!("{:?}", format!("a\"{long}"));
+        let short = shorten_quotes(&format!("string {quoted}, expected u64"));
+        assert!(short.ends_with("…\", expected u64"), "{short}");
+        assert_eq!(shorten_quotes("open \"quote"), "open \"quote");
+        assert!(shorten_quotes(&format!("open \"{long}")).ends_with('…'));
+    }
+
+    #[test]
+    fn finds_a_nul_in_keys_and_nested_values() {
+        let v = serde_json::json!({"a": {"b\u{0}": 1}});
+        assert_eq!(nul_path(&v, "").as_deref(), Some("a.b\u{FFFD}"));
+        let v = serde_json::json!(["x", ["y", "\u{0}"]]);
+        assert_eq!(nul_path(&v, "").as_deref(), Some("[1][1]"));
+        assert_eq!(
+            nul_path(&Value::String("\0".into()), "q").as_deref(),
+            Some("q")
+        );
+    }
+}
