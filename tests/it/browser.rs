@@ -409,6 +409,23 @@ async fn reschedule_a_scheduled_job_then_cancel_another() {
         app.worker.job(other).await.unwrap().status,
         JobStatus::Cancelled
     );
+
+    // Log out; Back must not show the job page again from the browser's cache.
+    click(c, "form[action$='/logout'] button").await;
+    until(
+        c,
+        "the login page",
+        "document.querySelector('input[name=password]')",
+    )
+    .await;
+    c.back().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    until(
+        c,
+        "the login page again, not the job page from the cache",
+        "document.querySelector('input[name=password]') && !document.querySelector('#job-status')",
+    )
+    .await;
     b.client.clone().close().await.ok();
 }
 
