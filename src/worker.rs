@@ -207,6 +207,9 @@ impl WorkerBuilder {
             pid,
             started_at: now,
             heartbeat_at: now,
+            host: hostname.clone(),
+            boot_id: runtime::maintenance::boot_id(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
         };
         let shared = Shared {
             store: Store::new(db),

@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261129_000001_create_jobs;
 mod m20261129_000002_create_operators;
 mod m20261129_000003_add_job_search;
+mod m20261129_000004_engine_v2;
 
 /// Applies every Nightshift migration in order.
 ///
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000001_create_jobs::Migration),
             Box::new(m20261129_000002_create_operators::Migration),
             Box::new(m20261129_000003_add_job_search::Migration),
+            Box::new(m20261129_000004_engine_v2::Migration),
         ]
     }
 

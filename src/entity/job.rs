@@ -37,6 +37,10 @@ pub struct Model {
     pub log_lines: i64,
     pub log_dropped: i64,
     pub error_rows: i32,
+    /// Result rows stored for this job (all attempts).
+    pub result_rows: i64,
+    /// Result rows refused once the cap was reached.
+    pub results_dropped: i64,
     /// The arguments with secrets masked: what a text search looks in.
     #[sea_orm(column_type = "Text")]
     pub search: String,

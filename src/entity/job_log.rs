@@ -8,6 +8,8 @@ pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
     pub job_id: i64,
+    /// The attempt that wrote the line.
+    pub attempt: i32,
     pub at: i64,
     #[sea_orm(column_type = "Text")]
     pub line: String,

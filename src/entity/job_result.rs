@@ -8,6 +8,8 @@ pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
     pub job_id: i64,
+    /// The attempt that reported the row.
+    pub attempt: i32,
     /// `[{"value": "…", "error": null | "…"}, …]`
     #[sea_orm(column_type = "Text")]
     pub cells: String,

@@ -135,6 +135,13 @@ pub(crate) fn process_scope(hostname: &str) -> String {
     }
 }
 
+/// This boot of this host (Linux: the kernel's boot id); empty where it cannot be known.
+pub(crate) fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
 /// Whether a process with this id runs in this scope (Linux: `/proc`; elsewhere we cannot tell
 /// and rely on the heartbeat timeout).
 fn process_alive(pid: i64) -> bool {

@@ -131,6 +131,8 @@ impl Store {
                 log_lines: Set(0),
                 log_dropped: Set(0),
                 error_rows: Set(0),
+                result_rows: Set(0),
+                results_dropped: Set(0),
                 search: Set(j.search.clone()),
             });
             let mut inserted = job::Entity::insert_many(rows)
@@ -301,6 +303,7 @@ impl Store {
                     let rows = chunk.iter().map(|(job_id, at, line)| job_log::ActiveModel {
                         id: NotSet,
                         job_id: Set(*job_id),
+                        attempt: Set(0),
                         at: Set(*at),
                         line: Set(line.clone()),
                     });
@@ -325,6 +328,7 @@ impl Store {
                     .map(|(job_id, cells)| job_result::ActiveModel {
                         id: NotSet,
                         job_id: Set(*job_id),
+                        attempt: Set(0),
                         cells: Set(serde_json::to_string(cells).unwrap_or_else(|_| "[]".into())),
                         has_error: Set(cells.iter().any(|c| c.error.is_some())),
                     });
