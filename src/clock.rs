@@ -22,3 +22,55 @@ pub fn to_ms(at: DateTime<Utc>) -> i64 {
         ms + 1
     }
 }
+
+/// A node's clock, kept in step with the database's: times that decide anything (when a job is
+/// due, how old a heartbeat is) must mean the same on every node, whatever each host's clock
+/// says. Each heartbeat reads the database's time and corrects the offset.
+#[derive(Debug, Default)]
+pub(crate) struct Clock {
+    /// How far this host's clock is off (a test hook; zero in production).
+    skew_ms: i64,
+    /// Database time minus this host's time, as last measured.
+    offset_ms: std::sync::atomic::AtomicI64,
+}
+
+impl Clock {
+    pub fn new(skew_ms: i64) -> Self {
+        Clock {
+            skew_ms,
+            offset_ms: std::sync::atomic::AtomicI64::new(0),
+        }
+    }
+
+    /// This host's own time (skewed by the test hook, if any).
+    pub fn local(&self) -> i64 {
+        now_ms() + self.skew_ms
+    }
+
+    /// Now, on the database's clock.
+    pub fn now(&self) -> i64 {
+        self.local() + self.offset_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Learns the offset from a database time read between `sent` and `received` (local
+    /// times): the database read it about half way.
+    pub fn learn(&self, db_now: i64, sent: i64, received: i64) {
+        let local = sent + (received - sent) / 2;
+        self.offset_ms
+            .store(db_now - local, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Clock;
+
+    #[test]
+    fn a_skewed_clock_learns_the_database_time() {
+        let clock = Clock::new(60_000);
+        let sent = clock.local();
+        let db = super::now_ms();
+        clock.learn(db, sent, clock.local());
+        assert!((clock.now() - super::now_ms()).abs() < 50);
+    }
+}

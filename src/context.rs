@@ -124,6 +124,7 @@ impl JobContext {
         let line = truncate(line.into(), MAX_LOG_LINE);
         self.send(WriteOp::Log {
             job_id: self.inner.job_id,
+            attempt: self.inner.attempt as i32,
             at: now_ms(),
             line,
         })
@@ -135,6 +136,7 @@ impl JobContext {
         let progress = percent.into().clamp(0, 100) as i32;
         self.send(WriteOp::Progress {
             job_id: self.inner.job_id,
+            attempt: self.inner.attempt as i32,
             progress: Some(progress),
             text: None,
         })
@@ -145,6 +147,7 @@ impl JobContext {
     pub async fn set_progress_text(&self, text: impl Into<String>) -> Result<(), ReportClosed> {
         self.send(WriteOp::Progress {
             job_id: self.inner.job_id,
+            attempt: self.inner.attempt as i32,
             progress: None,
             text: Some(truncate(text.into(), 1024)),
         })
@@ -163,6 +166,7 @@ impl JobContext {
             .collect();
         self.send(WriteOp::Result {
             job_id: self.inner.job_id,
+            attempt: self.inner.attempt as i32,
             cells,
         })
         .await

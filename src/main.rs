@@ -34,6 +34,19 @@ struct Keys {
     secret_key_file: Option<std::path::PathBuf>,
 }
 
+#[derive(clap::Args, Clone, Copy)]
+struct Drain {
+    /// At shutdown (SIGTERM, Ctrl-C), how many seconds running jobs may take to finish before
+    /// they are interrupted and go back to the queue.
+    #[arg(
+        long,
+        env = "NIGHTSHIFT_DRAIN_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 25
+    )]
+    drain_timeout: u64,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the admin and run workers.
@@ -57,6 +70,8 @@ enum Command {
         /// Mark the session cookie `Secure` (when served over HTTPS, or behind a TLS proxy).
         #[arg(long, env = "NIGHTSHIFT_SECURE_COOKIES")]
         secure_cookies: bool,
+        #[command(flatten)]
+        drain: Drain,
     },
     /// Run workers only (an extra node), no HTTP.
     Worker {
@@ -70,6 +85,8 @@ enum Command {
         /// Jobs run at once on this node.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
+        #[command(flatten)]
+        drain: Drain,
     },
     /// Apply database migrations.
     Migrate {
@@ -170,8 +187,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             no_demo,
             concurrency,
             secure_cookies,
+            drain,
         } => {
-            let worker = build(&db, &keys, concurrency, no_demo).await?;
+            let worker = build(&db, &keys, concurrency, drain, no_demo).await?;
             if !no_workers {
                 worker.start().await?;
             }
@@ -195,22 +213,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ..SessionOptions::default()
             });
             let app: axum::Router = nightshift::admin::router(worker.clone(), auth);
-            nightshift::admin::serve::serve(
+            // One signal starts both drains at once: the worker stops claiming (which also closes
+            // the admin's event streams) while the HTTP server finishes its open requests.
+            let signal = futures::FutureExt::shared(Box::pin(shutdown_signal()));
+            let http = nightshift::admin::serve::serve(
                 listener,
                 app,
-                shutdown_signal(),
+                signal.clone(),
                 nightshift::admin::serve::ServeOptions::default(),
-            )
-            .await?;
-            worker.shutdown().await;
+            );
+            let jobs = async {
+                signal.await;
+                worker.shutdown().await;
+                Ok(())
+            };
+            tokio::try_join!(http, jobs)?;
         }
         Command::Worker {
             db,
             keys,
             no_demo,
             concurrency,
+            drain,
         } => {
-            let worker = build(&db, &keys, concurrency, no_demo).await?;
+            let worker = build(&db, &keys, concurrency, drain, no_demo).await?;
             worker.start().await?;
             shutdown_signal().await;
             worker.shutdown().await;
@@ -266,10 +292,17 @@ fn read_password() -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
-async fn build(db: &Db, keys: &Keys, concurrency: usize, no_demo: bool) -> anyhow::Result<Worker> {
+async fn build(
+    db: &Db,
+    keys: &Keys,
+    concurrency: usize,
+    drain: Drain,
+    no_demo: bool,
+) -> anyhow::Result<Worker> {
     let mut builder = Worker::builder()
         .database_url(&db.database_url)
-        .concurrency(concurrency);
+        .concurrency(concurrency)
+        .drain_timeout(std::time::Duration::from_secs(drain.drain_timeout));
     let key_file = keys.secret_key_file.as_deref();
     if let Some(keyring) = nightshift::secrets::keyring_for_url(&db.database_url, key_file)? {
         builder = builder.secret_key(keyring);

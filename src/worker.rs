@@ -94,6 +94,7 @@ pub struct WorkerBuilder {
     url: Option<String>,
     connection: Option<DatabaseConnection>,
     config: Config,
+    clock_skew: i64,
     keyring: Option<Keyring>,
 }
 
@@ -144,6 +145,15 @@ impl WorkerBuilder {
     /// After how long without a heartbeat a node is dead and its jobs are rescued.
     pub fn node_timeout(mut self, d: Duration) -> Self {
         self.config.node_timeout = d;
+        self
+    }
+
+    /// Test hook: pretend this host's clock is `ms` milliseconds off (negative: slow). The
+    /// node corrects for it from the database's clock at its first heartbeat, which is the
+    /// point.
+    #[doc(hidden)]
+    pub fn clock_skew_for_tests(mut self, ms: i64) -> Self {
+        self.clock_skew = ms;
         self
     }
 
@@ -211,6 +221,8 @@ impl WorkerBuilder {
             boot_id: runtime::maintenance::boot_id(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
         };
+        let lease =
+            runtime::lease::Lease::new(self.config.node_timeout, self.config.heartbeat_interval);
         let shared = Shared {
             store: Store::new(db),
             events: Events::new(4096),
@@ -220,6 +232,9 @@ impl WorkerBuilder {
             kinds: RwLock::default(),
             keyring: self.keyring,
             registry: Registry::default(),
+            clock: crate::clock::Clock::new(self.clock_skew),
+            lease,
+            unwritten: Mutex::new(Vec::new()),
             writer: tx,
             writer_rx: Mutex::new(Some(rx)),
             wake: Notify::new(),
@@ -351,7 +366,7 @@ impl Worker {
             let out = self
                 .shared
                 .store
-                .insert_jobs(&tx, rows.clone(), now_ms())
+                .insert_jobs(&tx, rows.clone(), self.shared.clock.now())
                 .await?;
             tx.commit().await?;
             Ok(out)
@@ -362,8 +377,9 @@ impl Worker {
     }
 
     /// Creates a job inside the caller's transaction (or on any connection): the job exists only
-    /// if that transaction commits. Jobs inserted this way are picked up within
-    /// `poll_interval`; call [`Worker::wake`] after the commit to start them at once.
+    /// if that transaction commits. Running workers see it as soon as it commits (PostgreSQL:
+    /// a notification sent in the transaction, delivered on commit; SQLite: within about 20 ms
+    /// of the commit), and within `poll_interval` at the latest.
     ///
     /// ```no_run
     /// # async fn demo(worker: nightshift::Worker) -> nightshift::Result<()> {
@@ -372,12 +388,15 @@ impl Worker {
     /// // … the app's own writes on `tx` …
     /// worker.insert_in(&tx, nightshift::NewJob::new("Ping", &serde_json::json!({}))?).await?;
     /// tx.commit().await?;
-    /// worker.wake();
     /// # Ok(()) }
     /// ```
     pub async fn insert_in<C: ConnectionTrait>(&self, conn: &C, job: NewJob) -> Result<Job> {
         let rows = self.prepare(vec![job])?;
-        let inserted = self.shared.store.insert_jobs(conn, rows, now_ms()).await?;
+        let inserted = self
+            .shared
+            .store
+            .insert_jobs(conn, rows, self.shared.clock.now())
+            .await?;
         let mut jobs = self.to_jobs(inserted)?;
         Ok(jobs.remove(0))
     }
@@ -482,7 +501,11 @@ impl Worker {
     /// Cancels a `new` or `scheduled` job. Anything else is refused with
     /// [`Error::InvalidState`] and left unchanged.
     pub async fn cancel(&self, id: i64) -> Result<Job> {
-        let m = self.shared.store.cancel(id, now_ms()).await?;
+        let m = self
+            .shared
+            .store
+            .cancel(id, self.shared.clock.now())
+            .await?;
         let job = self.to_jobs(vec![m])?.remove(0);
         self.emit_status(&job, Some(JobStatus::New));
         self.shared.wake.notify_one();
@@ -510,7 +533,13 @@ impl Worker {
         let m = self
             .shared
             .store
-            .update_waiting(id, args, search, schedule_at.map(to_ms), now_ms())
+            .update_waiting(
+                id,
+                args,
+                search,
+                schedule_at.map(to_ms),
+                self.shared.clock.now(),
+            )
             .await?;
         let job = self.to_jobs(vec![m])?.remove(0);
         self.emit_status(&job, current.status.parse().ok());
@@ -568,6 +597,7 @@ impl Worker {
                 first: true,
                 reap_silent: true,
             },
+            &mut Default::default(),
         )
         .await?;
         let rx = {
@@ -587,8 +617,16 @@ impl Worker {
         let stop = CancellationToken::new();
         let maintenance =
             tokio::spawn(runtime::maintenance::run(self.shared.clone(), stop.clone()));
+        let lease = tokio::spawn(runtime::maintenance::watch_lease(
+            self.shared.clone(),
+            stop.clone(),
+        ));
         let scheduler = tokio::spawn(runtime::scheduler::run(self.shared.clone()));
+        // Stopped with maintenance: aborts asked during the drain still reach the jobs here.
+        let listener = tokio::spawn(runtime::listener::run(self.shared.clone(), stop.clone()));
         let mut tasks = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.listener = Some(listener);
+        tasks.lease = Some(lease);
         tasks.completer = Some(completer);
         tasks.maintenance = Some(maintenance);
         tasks.scheduler = Some(scheduler);
@@ -615,6 +653,17 @@ impl Worker {
     /// How many jobs this node is executing.
     pub fn running_here(&self) -> usize {
         self.shared.registry.len()
+    }
+
+    /// Whether [`Worker::shutdown`] has begun (this node claims no more jobs).
+    pub fn is_stopping(&self) -> bool {
+        self.shared.stopping.is_cancelled()
+    }
+
+    /// Completes once [`Worker::shutdown`] begins (at once if it has). Long-lived responses —
+    /// the admin's event streams — end on it, so an HTTP server can drain.
+    pub fn stopping(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.shared.stopping.clone().cancelled_owned()
     }
 
     /// Stops gracefully: stop claiming; let running jobs finish within the drain timeout; then
@@ -650,6 +699,26 @@ impl Worker {
         stop.cancel();
         if let Some(m) = maintenance {
             let _ = m.await;
+        }
+        let lease = self
+            .shared
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .lease
+            .take();
+        if let Some(l) = lease {
+            let _ = l.await;
+        }
+        let listener = self
+            .shared
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .listener
+            .take();
+        if let Some(l) = listener {
+            let _ = l.await;
         }
         if let Some(c) = completer {
             let (tx, rx) = oneshot::channel();

@@ -106,7 +106,8 @@ impl Seen {
     }
 }
 
-fn log_frame(id: i64, at: i64, line: &str) -> Frame {
+/// A `log` frame for line `id` of a job's log.
+pub fn log_frame(id: i64, at: i64, line: &str) -> Frame {
     let html = views::job::log_line(at, line).into_string();
     let json = serde_json::json!({"id": id, "at": crate::clock::to_datetime(at), "line": line});
     Frame::new("log", Some(id), html, &json)

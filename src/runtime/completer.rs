@@ -11,7 +11,6 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::Shared;
-use crate::clock::now_ms;
 use crate::context::ResultCell;
 use crate::events::JobEvent;
 use crate::state::JobStatus;
@@ -23,18 +22,23 @@ const MAX_BATCH: usize = 2_000;
 /// Something to write.
 #[derive(Debug)]
 pub(crate) enum WriteOp {
+    /// Reports carry the attempt that made them: they land only while the job is still that
+    /// attempt on this node (a stale attempt's reports are dropped).
     Log {
         job_id: i64,
+        attempt: i32,
         at: i64,
         line: String,
     },
     Progress {
         job_id: i64,
+        attempt: i32,
         progress: Option<i32>,
         text: Option<String>,
     },
     Result {
         job_id: i64,
+        attempt: i32,
         cells: Vec<ResultCell>,
     },
     Complete(Completion),
@@ -97,13 +101,19 @@ fn add(
     stop: &mut bool,
 ) {
     match op {
-        WriteOp::Log { job_id, at, line } => batch.logs.push((job_id, at, line)),
+        WriteOp::Log {
+            job_id,
+            attempt,
+            at,
+            line,
+        } => batch.logs.push((job_id, attempt, at, line)),
         WriteOp::Progress {
             job_id,
+            attempt,
             progress,
             text,
         } => {
-            let entry = batch.progress.entry(job_id).or_default();
+            let entry = batch.progress.entry((job_id, attempt)).or_default();
             if progress.is_some() {
                 entry.0 = progress;
             }
@@ -111,7 +121,11 @@ fn add(
                 entry.1 = text;
             }
         }
-        WriteOp::Result { job_id, cells } => batch.results.push((job_id, cells)),
+        WriteOp::Result {
+            job_id,
+            attempt,
+            cells,
+        } => batch.results.push((job_id, attempt, cells)),
         WriteOp::Complete(c) => {
             batch.completions.push(c);
             *urgent = true;
@@ -127,47 +141,112 @@ fn add(
     }
 }
 
-/// Writes the batch, retrying on failure. Reports that keep failing (after about a minute) are
-/// dropped so they cannot block the rest; completions are retried until they are written, since
-/// dropping one would leave its job `running` on a live node.
+/// Writes the batch and publishes what landed. While the database is unreachable the batch is
+/// retried as a whole; a batch that fails for another reason is split per job, so one poisoned
+/// item (a row the database refuses) cannot hold up the others: its reports are dropped with
+/// an error, and its completion is left to maintenance, which ends the attempt in a plainer way.
 async fn flush(shared: &Shared, batch: &mut WriteBatch) {
     if batch.is_empty() {
         return;
     }
-    let mut taken = std::mem::take(batch);
+    let taken = std::mem::take(batch);
     let mut delay = Duration::from_millis(100);
-    let mut tries = 0;
-    let written = loop {
-        match shared.store.write_batch(&taken, now_ms()).await {
-            Ok(w) => break w,
-            Err(e) => {
-                tries += 1;
-                if tries == 15
-                    && !(taken.logs.is_empty()
-                        && taken.results.is_empty()
-                        && taken.progress.is_empty())
-                {
-                    tracing::error!(
-                        "dropping {} log lines, {} result rows and {} progress updates that cannot be written: {e}",
-                        taken.logs.len(),
-                        taken.results.len(),
-                        taken.progress.len()
-                    );
-                    taken = WriteBatch {
-                        completions: std::mem::take(&mut taken.completions),
-                        ..WriteBatch::default()
-                    };
-                    if taken.is_empty() {
-                        return;
-                    }
-                } else {
-                    tracing::error!("writing job reports failed (try {tries}), retrying: {e}");
-                }
+    loop {
+        match shared
+            .store
+            .write_batch(&taken, &shared.node.id, shared.clock.now())
+            .await
+        {
+            Ok(w) => return publish(shared, w),
+            Err(crate::Error::Database(e)) if crate::store::is_unavailable(&e) => {
+                tracing::error!("writing job reports failed, retrying in {delay:?}: {e}");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
+            Err(e) => {
+                tracing::warn!("a batch of job reports failed ({e}); writing it job by job");
+                break;
+            }
         }
-    };
+    }
+    for part in split_by_job(taken) {
+        let mut tries = 0;
+        loop {
+            match shared
+                .store
+                .write_batch(&part, &shared.node.id, shared.clock.now())
+                .await
+            {
+                Ok(w) => {
+                    publish(shared, w);
+                    break;
+                }
+                Err(e) => {
+                    tries += 1;
+                    let down =
+                        matches!(&e, crate::Error::Database(d) if crate::store::is_unavailable(d));
+                    if down || tries < 3 {
+                        tokio::time::sleep(Duration::from_millis(100 * tries)).await;
+                        continue;
+                    }
+                    tracing::error!(
+                        "dropping {} log lines, {} result rows and {} progress updates that cannot be written: {e}",
+                        part.logs.len(),
+                        part.results.len(),
+                        part.progress.len()
+                    );
+                    let mut unwritten = shared.unwritten.lock().unwrap_or_else(|p| p.into_inner());
+                    for c in part.completions {
+                        tracing::error!(
+                            job_id = c.job_id,
+                            "the outcome of attempt {} could not be stored; maintenance will end it",
+                            c.attempt
+                        );
+                        unwritten.push((c, e.to_string()));
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// One batch per job, in the order their first item came.
+fn split_by_job(batch: WriteBatch) -> Vec<WriteBatch> {
+    fn part(parts: &mut Vec<(i64, WriteBatch)>, job: i64) -> &mut WriteBatch {
+        let i = match parts.iter().position(|(j, _)| *j == job) {
+            Some(i) => i,
+            None => {
+                parts.push((job, WriteBatch::default()));
+                parts.len() - 1
+            }
+        };
+        &mut parts[i].1
+    }
+    let mut parts: Vec<(i64, WriteBatch)> = Vec::new();
+    for l in batch.logs {
+        part(&mut parts, l.0).logs.push(l);
+    }
+    for r in batch.results {
+        part(&mut parts, r.0).results.push(r);
+    }
+    for (k, v) in batch.progress {
+        part(&mut parts, k.0).progress.insert(k, v);
+    }
+    for c in batch.completions {
+        part(&mut parts, c.job_id).completions.push(c);
+    }
+    parts.into_iter().map(|(_, b)| b).collect()
+}
+
+/// Sends the events of what a flush stored.
+fn publish(shared: &Shared, written: crate::store::WrittenBatch) {
+    if written.stale > 0 {
+        tracing::debug!(
+            "{} report(s) of stale attempts refused (their jobs were rescued or finished)",
+            written.stale
+        );
+    }
     for l in written.logs {
         shared.events.send(JobEvent::Log {
             job_id: l.job_id,
@@ -184,7 +263,7 @@ async fn flush(shared: &Shared, batch: &mut WriteBatch) {
             cells,
         });
     }
-    for (job_id, (progress, text)) in taken.progress {
+    for (job_id, progress, text) in written.progress {
         shared.events.send(JobEvent::Progress {
             job_id,
             progress,

@@ -96,7 +96,15 @@ async fn execute(shared: &Shared, job: &job::Model) -> Completion {
         // A handler that has returned wins over a stop signal or timeout arriving at once.
         biased;
         res = &mut handle => classify(res),
-        _ = signal.token.cancelled() => stop_within(&mut handle, grace).await,
+        _ = signal.token.cancelled() => {
+            // A node that lost its lease must have stopped before anyone may reap it: it has
+            // two heartbeat intervals, not the whole grace period.
+            let grace = match signal.reason() {
+                Some(StopReason::LeaseLost) => grace.min(shared.config.heartbeat_interval),
+                _ => grace,
+            };
+            stop_within(&mut handle, grace).await
+        }
         _ = timeout => {
             signal.stop(StopReason::Timeout);
             stop_within(&mut handle, grace).await
@@ -137,7 +145,10 @@ async fn decide(
     let reason = match (&ended, signal.reason()) {
         // Finished before the shutdown or timeout reached it: its own outcome stands. An abort
         // still ends `killed` (the job is already `aborting` in the database).
-        (Ended::Finished(_), Some(StopReason::Shutdown | StopReason::Timeout)) => None,
+        (
+            Ended::Finished(_),
+            Some(StopReason::Shutdown | StopReason::Timeout | StopReason::LeaseLost),
+        ) => None,
         (_, reason) => reason,
     };
     match reason {
@@ -152,21 +163,21 @@ async fn decide(
             };
             log(
                 shared,
-                job.id,
+                job,
                 format!("Aborted by {by} at {}{how}", to_datetime(at).to_rfc3339()),
             )
             .await;
             completion(shared, job, JobStatus::Killed, None, "killed")
         }
-        Some(StopReason::Shutdown) => {
-            log(
-                shared,
-                job.id,
-                "Interrupted by a worker shutdown; the job goes back to the queue",
-            )
-            .await;
+        Some(reason @ (StopReason::Shutdown | StopReason::LeaseLost)) => {
+            let line = if reason == StopReason::Shutdown {
+                "Interrupted by a worker shutdown; the job goes back to the queue"
+            } else {
+                "Interrupted: this node could not renew its lease; the job goes back to the queue"
+            };
+            log(shared, job, line).await;
             let mut c = completion(shared, job, JobStatus::New, None, "interrupted");
-            c.run_at = Some(now_ms());
+            c.run_at = Some(shared.clock.now());
             c.refund_attempt = true;
             c
         }
@@ -216,7 +227,7 @@ fn failure(
     if job.attempt < job.max_attempts {
         let delay = kind.backoff.delay(job.attempt.max(1) as u32);
         let mut c = completion(shared, job, JobStatus::Scheduled, Some(msg), outcome);
-        c.run_at = Some(now_ms() + delay.as_millis() as i64);
+        c.run_at = Some(shared.clock.now() + delay.as_millis() as i64);
         c
     } else {
         completion(shared, job, JobStatus::Exception, Some(msg), outcome)
@@ -249,14 +260,16 @@ fn completion(
         run_at: None,
         outcome,
         refund_attempt: false,
+        log: None,
     }
 }
 
-async fn log(shared: &Shared, job_id: i64, line: impl Into<String>) {
+async fn log(shared: &Shared, job: &job::Model, line: impl Into<String>) {
     let _ = shared
         .writer
         .send(WriteOp::Log {
-            job_id,
+            job_id: job.id,
+            attempt: job.attempt,
             at: now_ms(),
             line: truncate(line.into(), crate::context::MAX_LOG_LINE),
         })

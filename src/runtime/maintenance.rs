@@ -1,18 +1,22 @@
-//! Maintenance: this node's heartbeat, aborts asked on other nodes, and the rescue of jobs whose
-//! worker died.
+//! Maintenance: this node's heartbeat (which renews its lease), aborts asked on other nodes,
+//! and the rescue of jobs whose worker died.
 //!
-//! A job is lost when the node that claimed it is gone: its heartbeat is older than
-//! `node_timeout`, or (found at once, without waiting for the timeout) it ran on this host under a
-//! process id that no longer exists. A lost job is retried if it has attempts left, and otherwise
+//! A node is dead when its heartbeat has been older than `node_timeout` (on the database's
+//! clock) for two rounds running, seen by a node that was itself connected all along — or, to
+//! find a crashed process sooner, when it ran on this very host and boot under a process id
+//! that no longer exists and it has missed a heartbeat. A live node that is merely slow has
+//! stopped its own jobs before that (see `lease`), so its late writes change nothing. One node
+//! per round does the rescuing. A lost job is retried if it has attempts left, and otherwise
 //! ends in `exception` with "worker lost". Nothing stays `running` for ever.
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::completer::WriteOp;
 use super::registry::StopReason;
-use crate::clock::now_ms;
 use crate::state::JobStatus;
 use crate::store::Completion;
 
@@ -21,7 +25,8 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // `start` ran the first round just now.
-    let mut last_ok = Some(tokio::time::Instant::now());
+    let mut last_ok = Some(Instant::now());
+    let mut suspects = Suspects::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -36,12 +41,30 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                 first: false,
                 reap_silent: connected,
             },
+            &mut suspects,
         )
         .await
         {
-            Ok(()) => last_ok = Some(tokio::time::Instant::now()),
+            Ok(()) => last_ok = Some(Instant::now()),
             Err(e) => tracing::error!("maintenance failed: {e}"),
         }
+    }
+}
+
+/// Watches this node's lease; when it runs out unrenewed, stops the jobs running here (they go
+/// back to the queue, if the database still lets them) and holds claims until it is renewed.
+pub(crate) async fn watch_lease(shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shared.lease.expired() => {}
+            _ = stop.cancelled() => return,
+        }
+        let n = shared.registry.len();
+        tracing::error!(
+            "this node could not renew its lease in time; stopping its {n} running job(s) \
+             before another node may take them over"
+        );
+        shared.registry.stop_all(StopReason::LeaseLost);
     }
 }
 
@@ -54,76 +77,158 @@ pub(crate) struct Round {
     pub reap_silent: bool,
 }
 
+/// Silent nodes seen in the previous round, with the heartbeat they had then: a node is reaped
+/// only if it is still silent, with the same heartbeat, a round later.
+#[derive(Debug, Default)]
+pub(crate) struct Suspects(HashMap<String, i64>);
+
 /// One round: heartbeat, aborts, rescue. Also run at start-up, before the first claim.
-pub(crate) async fn once(shared: &Shared, round: Round) -> crate::Result<()> {
-    let now = now_ms();
-    let existed = shared.store.heartbeat(&shared.node, now).await?;
+pub(crate) async fn once(
+    shared: &Shared,
+    round: Round,
+    suspects: &mut Suspects,
+) -> crate::Result<()> {
+    let sent = Instant::now();
+    let sent_local = shared.clock.local();
+    let (existed, db_now) = shared.store.heartbeat(&shared.node).await?;
+    shared.clock.learn(db_now, sent_local, shared.clock.local());
+    if shared.lease.renew(sent) {
+        tracing::info!("lease renewed; this node claims jobs again");
+        shared.wake.notify_one();
+    }
     if !existed && !round.first {
         // Another node took us for dead and rescued our jobs: what runs here now runs twice.
         tracing::error!("this node was declared dead by another; stopping its running jobs");
-        shared.registry.stop_all(StopReason::Shutdown);
+        shared.registry.stop_all(StopReason::LeaseLost);
     }
+    let now = shared.clock.now();
     for (job_id, by) in shared.store.aborting_on(&shared.node.id).await? {
         let by = by.unwrap_or_else(|| "an operator".into());
         shared
             .registry
             .stop(job_id, StopReason::Abort { by, at: now });
     }
-    reap_dead_nodes(shared, now, round.reap_silent).await?;
-    rescue(shared).await
+    end_unwritten(shared).await;
+    let Some(turn) = shared.store.rescue_turn().await? else {
+        // Another node does this round's rescue.
+        return Ok(());
+    };
+    reap_dead_nodes(shared, db_now, round.reap_silent, suspects).await?;
+    let orphans = shared.store.orphans(&turn).await?;
+    turn.commit().await?;
+    rescue(shared, orphans);
+    Ok(())
 }
 
-async fn reap_dead_nodes(shared: &Shared, now: i64, reap_silent: bool) -> crate::Result<()> {
+async fn reap_dead_nodes(
+    shared: &Shared,
+    db_now: i64,
+    reap_silent: bool,
+    suspects: &mut Suspects,
+) -> crate::Result<()> {
+    let me = &shared.node;
+    let missed = db_now - shared.config.heartbeat_interval.as_millis() as i64;
     for node in shared.store.nodes().await? {
-        if node.id != shared.node.id
-            && node.hostname == shared.node.hostname
+        // Same host, same boot, same PID namespace: its pid means what ours would.
+        let comparable =
+            node.hostname == me.hostname && !me.boot_id.is_empty() && node.boot_id == me.boot_id;
+        if node.id != me.id
+            && comparable
+            && node.heartbeat_at < missed
             && !process_alive(node.pid)
+            && shared.store.reap_node(&node.id, node.heartbeat_at).await?
         {
             tracing::warn!(node = %node.id, pid = node.pid, "worker process is gone");
-            shared.store.remove_node(&node.id).await?;
         }
     }
     if !reap_silent {
+        suspects.0.clear();
         return Ok(());
     }
-    let cutoff = now - shared.config.node_timeout.as_millis() as i64;
-    let reaped = shared.store.reap_stale_nodes(cutoff).await?;
-    if reaped > 0 {
-        tracing::warn!("{reaped} worker node(s) stopped sending heartbeats");
+    let timeout = shared.config.node_timeout.as_millis() as i64;
+    let mut still = HashMap::new();
+    for (id, heartbeat_at) in shared.store.silent_nodes(timeout).await? {
+        if id == me.id {
+            continue;
+        }
+        if suspects.0.get(&id) == Some(&heartbeat_at) {
+            if shared.store.reap_node(&id, heartbeat_at).await? {
+                tracing::warn!(node = %id, "worker node stopped sending heartbeats");
+            }
+        } else {
+            still.insert(id, heartbeat_at);
+        }
     }
+    suspects.0 = still;
     Ok(())
 }
 
-async fn rescue(shared: &Shared) -> crate::Result<()> {
-    for job in shared.store.orphans().await? {
+fn rescue(shared: &Shared, orphans: Vec<crate::entity::job::Model>) {
+    for job in orphans {
         let node = job.locked_by.clone().unwrap_or_default();
-        let error = format!("worker lost (node {node})");
         tracing::warn!(job_id = job.id, %node, "rescuing a job whose worker was lost");
         let (status, run_at) = if job.attempt < job.max_attempts {
-            (JobStatus::New, Some(now_ms()))
+            (JobStatus::New, Some(shared.clock.now()))
         } else {
             (JobStatus::Exception, None)
         };
-        let line = format!("Worker lost (node {node}) during attempt {}", job.attempt);
         // Never wait on a full channel here: the heartbeat must go on. A rescue that does not
         // fit now is found again next round.
-        let _ = shared.writer.try_send(WriteOp::Log {
-            job_id: job.id,
-            at: now_ms(),
-            line,
-        });
         let _ = shared.writer.try_send(WriteOp::Complete(Completion {
             job_id: job.id,
             attempt: job.attempt,
-            node,
             status,
-            error: Some(error),
+            error: Some(format!("worker lost (node {node})")),
             run_at,
             outcome: "lost",
             refund_attempt: false,
+            log: Some(format!(
+                "Worker lost (node {node}) during attempt {}",
+                job.attempt
+            )),
+            node,
         }));
     }
-    Ok(())
+}
+
+/// Ends the attempts whose completion the completer could not store: plainly (retry if
+/// attempts are left, else `exception`), with what went wrong.
+async fn end_unwritten(shared: &Shared) {
+    let pending: Vec<_> =
+        std::mem::take(&mut *shared.unwritten.lock().unwrap_or_else(|e| e.into_inner()));
+    for (c, err) in pending {
+        let Ok(job) = shared.store.job(c.job_id).await else {
+            continue;
+        };
+        let (status, run_at) = if job.attempt < job.max_attempts {
+            (JobStatus::New, Some(shared.clock.now()))
+        } else {
+            (JobStatus::Exception, None)
+        };
+        let error = crate::context::truncate(
+            format!(
+                "the outcome of attempt {} could not be stored: {err}",
+                c.attempt
+            ),
+            1000,
+        );
+        let _ = shared.writer.try_send(WriteOp::Complete(Completion {
+            status,
+            run_at,
+            error: Some(error),
+            outcome: "lost",
+            refund_attempt: false,
+            log: None,
+            ..c
+        }));
+    }
+}
+
+/// This boot of this host (Linux: the kernel's boot id); empty where it cannot be known.
+pub(crate) fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
 }
 
 /// Where process ids mean the same thing: the host name plus, on Linux, the PID namespace, so
@@ -133,13 +238,6 @@ pub(crate) fn process_scope(hostname: &str) -> String {
         Ok(ns) => format!("{hostname} {}", ns.display()),
         Err(_) => hostname.to_owned(),
     }
-}
-
-/// This boot of this host (Linux: the kernel's boot id); empty where it cannot be known.
-pub(crate) fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default()
 }
 
 /// Whether a process with this id runs in this scope (Linux: `/proc`; elsewhere we cannot tell

@@ -7,9 +7,15 @@
 //! - [`completer`] writes reports (log lines, progress, result rows) and completions in batched
 //!   transactions, then publishes them as events;
 //! - [`maintenance`] keeps this node's heartbeat, passes on aborts asked on other nodes, and
-//!   rescues jobs whose worker died.
+//!   rescues jobs whose worker died;
+//! - [`listener`] wakes the scheduler when another process inserts a job, and stops a job
+//!   aborted on another node at once (PostgreSQL `LISTEN`, SQLite `data_version`);
+//! - the [`lease`] watchdog stops this node's jobs if its heartbeat could not be renewed in
+//!   time, before any other node may take them over.
 pub(crate) mod completer;
 pub(crate) mod executor;
+pub(crate) mod lease;
+pub(crate) mod listener;
 pub(crate) mod maintenance;
 pub(crate) mod registry;
 pub(crate) mod scheduler;
@@ -40,8 +46,9 @@ pub struct Config {
     pub grace_period: Duration,
     /// How long a graceful shutdown waits for running jobs before interrupting them.
     pub drain_timeout: Duration,
-    /// The longest the scheduler sleeps without looking at the database (jobs inserted by
-    /// another process, or inside a caller's transaction, are seen within this).
+    /// The longest the scheduler sleeps without looking at the database. Jobs inserted by
+    /// another process, or inside a caller's transaction, wake it at once (PostgreSQL
+    /// `LISTEN`/`NOTIFY`, SQLite `data_version`); this is the fallback when a wake-up is missed.
     pub poll_interval: Duration,
     /// How often this node proves it is alive and looks for lost jobs.
     pub heartbeat_interval: Duration,
@@ -75,6 +82,12 @@ pub(crate) struct Shared {
     /// Encrypts secret argument fields at rest; `None`: they are stored in plain text.
     pub keyring: Option<Keyring>,
     pub registry: Registry,
+    /// This node's clock, in step with the database's.
+    pub clock: crate::clock::Clock,
+    /// This node's lease on the jobs it runs.
+    pub lease: lease::Lease,
+    /// Completions the completer could not store, with why: maintenance ends them plainly.
+    pub unwritten: Mutex<Vec<(crate::store::Completion, String)>>,
     /// Reports and completions go to the completer through here. Bounded: a handler reporting
     /// faster than the database takes it waits.
     pub writer: mpsc::Sender<WriteOp>,
@@ -94,6 +107,8 @@ pub(crate) struct Tasks {
     pub scheduler: Option<JoinHandle<()>>,
     pub completer: Option<JoinHandle<()>>,
     pub maintenance: Option<JoinHandle<()>>,
+    pub lease: Option<JoinHandle<()>>,
+    pub listener: Option<JoinHandle<()>>,
     pub maintenance_stop: CancellationToken,
 }
 

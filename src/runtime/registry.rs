@@ -13,6 +13,8 @@ pub(crate) enum StopReason {
     Timeout,
     /// The worker is shutting down and the drain timeout passed.
     Shutdown,
+    /// This node could not renew its lease: another node may soon take its jobs over.
+    LeaseLost,
 }
 
 /// One running job's stop signal: a token the handler sees, and the reason behind it.
@@ -73,6 +75,13 @@ impl Registry {
 
     pub fn len(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Whether a job runs here and has not been told to stop yet.
+    pub fn is_running(&self, job_id: i64) -> bool {
+        self.lock()
+            .get(&job_id)
+            .is_some_and(|s| !s.token.is_cancelled())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, StopSignal>> {

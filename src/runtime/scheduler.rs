@@ -2,8 +2,8 @@
 //!
 //! There is no fixed polling tick. After each claim it asks the database when the earliest
 //! waiting job is due and sleeps until then, unless woken first: by a job inserted, updated or
-//! cancelled here, by a slot freeing up, or by the `poll_interval` fallback that catches jobs
-//! inserted by other processes.
+//! cancelled here, by a slot freeing up, by the [`super::listener`] when another process
+//! inserted one, or by the `poll_interval` fallback that catches what the listener missed.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +11,6 @@ use tokio::time::Instant;
 
 use super::Shared;
 use super::executor;
-use crate::clock::now_ms;
 use crate::events::JobEvent;
 use crate::state::JobStatus;
 
@@ -23,13 +22,23 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         if shared.stopping.is_cancelled() {
             return;
         }
-        let free = shared.slots.available_permits();
+        // Without a held lease this node claims nothing: its claims could be taken over.
+        let free = if shared.lease.is_held() {
+            shared.slots.available_permits()
+        } else {
+            0
+        };
         let kinds = shared.kind_names();
         let mut claimed = 0;
         if free > 0 {
             match shared
                 .store
-                .claim(&shared.node.id, &kinds, free.min(CLAIM_BATCH), now_ms())
+                .claim(
+                    &shared.node.id,
+                    &kinds,
+                    free.min(CLAIM_BATCH),
+                    shared.clock.now(),
+                )
                 .await
             {
                 Ok(jobs) => {
@@ -68,7 +77,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         } else {
             match shared.store.next_due(&kinds).await {
                 Ok(Some(due)) => {
-                    let wait = due - now_ms();
+                    let wait = due - shared.clock.now();
                     if wait <= 0 {
                         if claimed > 0 {
                             continue;

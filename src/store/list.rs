@@ -35,7 +35,7 @@ impl Store {
         }
         Ok(q.order_by_desc(job::Column::Id)
             .limit(limit)
-            .all(self.connection())
+            .all(self.reader())
             .await?)
     }
 
@@ -52,7 +52,7 @@ impl Store {
             .from_subquery(inner, "capped")
             .to_owned();
         let row = self
-            .connection()
+            .reader()
             .query_one(&outer)
             .await?
             .map(|r| r.try_get_by_index::<i64>(0))

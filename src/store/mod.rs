@@ -28,6 +28,13 @@ pub(crate) use sql::Sql;
 
 /// The newest log lines kept per job; older ones are deleted and counted in `log_dropped`.
 pub const MAX_LOG_LINES: i64 = 100_000;
+/// The result rows kept per job (all attempts); rows beyond are counted in `results_dropped`.
+pub const MAX_RESULT_ROWS: i64 = 10_000;
+
+/// PostgreSQL channel: jobs may be due now (empty payload). One notification per insert call.
+pub(crate) const NOTIFY_JOBS: &str = "nightshift_jobs";
+/// PostgreSQL channel: a running job was marked `aborting` (payload: its id).
+pub(crate) const NOTIFY_ABORT: &str = "nightshift_abort";
 
 /// A job to insert.
 #[derive(Debug, Clone)]
@@ -56,8 +63,11 @@ pub(crate) struct Completion {
     pub run_at: Option<i64>,
     /// `done`, `error`, `panic`, `timeout`, `error_rows`, `bad_args`, `killed`, `interrupted`.
     pub outcome: &'static str,
-    /// Give the attempt back (a shutdown interrupted it through no fault of the job).
+    /// Give the attempt back (a shutdown interrupted it through no fault of the job); its
+    /// result rows are removed, since the attempt runs again under the same number.
     pub refund_attempt: bool,
+    /// A log line written with the completion, only if it lands (a rescue says why).
+    pub log: Option<String>,
 }
 
 /// What the completer wrote for one completion.
@@ -69,9 +79,16 @@ pub(crate) struct Completed {
 }
 
 /// Handle to the database. Cheap to clone.
+///
+/// Three ways in: `db`, the pool the engine writes through (and callers' transactions use);
+/// `read`, for pages and queries (on SQLite a small pool of its own: in WAL, readers never wait
+/// for the writer); and `beat`, one connection of the heartbeat's own, so renewing the lease
+/// never waits behind application work holding the pool.
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    read: DatabaseConnection,
+    beat: DatabaseConnection,
     sql: Sql,
 }
 
@@ -79,7 +96,45 @@ impl Store {
     /// Wraps a connection that is already migrated.
     pub fn new(db: DatabaseConnection) -> Self {
         let sql = Sql::new(db.get_database_backend());
-        Store { db, sql }
+        let (read, beat) = match db.get_database_backend() {
+            DbBackend::Sqlite => {
+                use sea_orm::sqlx::sqlite::SqlitePoolOptions;
+                let opts = (*db.get_sqlite_connection_pool().connect_options()).clone();
+                let read = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .connect_lazy_with(opts.clone().read_only(true));
+                let beat = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_lazy_with(opts);
+                (
+                    sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(read),
+                    sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(beat),
+                )
+            }
+            _ => {
+                use sea_orm::sqlx::postgres::PgPoolOptions;
+                let opts = (*db.get_postgres_connection_pool().connect_options()).clone();
+                let beat = PgPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(std::time::Duration::from_secs(5))
+                    .connect_lazy_with(opts);
+                (
+                    db.clone(),
+                    sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(beat),
+                )
+            }
+        };
+        Store {
+            db,
+            read,
+            beat,
+            sql,
+        }
+    }
+
+    /// The connection pages and queries read through.
+    pub(crate) fn reader(&self) -> &DatabaseConnection {
+        &self.read
     }
 
     /// The underlying connection, for enqueueing inside the caller's own transactions.
@@ -141,13 +196,45 @@ impl Store {
             inserted.sort_by_key(|j| j.id);
             out.extend(inserted);
         }
+        if !out.is_empty() {
+            // One per call, in the same transaction: delivered only if it commits.
+            self.notify(conn, NOTIFY_JOBS, "").await?;
+        }
         Ok(out)
+    }
+
+    /// PostgreSQL: sends one notification on `channel` through `conn`, so that it is delivered
+    /// only when `conn`'s transaction commits (to `runtime::listener`). SQLite nodes
+    /// watch the file instead: nothing to send.
+    async fn notify<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        channel: &str,
+        payload: &str,
+    ) -> Result<()> {
+        if self.backend() == DbBackend::Postgres {
+            conn.execute_raw(sea_orm::Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_notify($1, $2)",
+                [channel.into(), payload.into()],
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// [`Store::notify`] after a change already committed: a failure only delays the other
+    /// nodes until their next poll.
+    async fn notify_after(&self, channel: &str, payload: &str) {
+        if let Err(e) = self.notify(&self.db, channel, payload).await {
+            tracing::warn!("could not notify other nodes on {channel}: {e}");
+        }
     }
 
     /// One job.
     pub async fn job(&self, id: i64) -> Result<job::Model> {
         job::Entity::find_by_id(id)
-            .one(&self.db)
+            .one(&self.read)
             .await?
             .ok_or(Error::NotFound(id))
     }
@@ -256,6 +343,10 @@ impl Store {
             Ok(res.rows_affected)
         })
         .await?;
+        if done > 0 {
+            // It may be due sooner than other nodes think.
+            self.notify_after(NOTIFY_JOBS, "").await;
+        }
         self.after_cas(id, done, "update").await
     }
 
@@ -276,6 +367,9 @@ impl Store {
             Ok(res.rows_affected)
         })
         .await?;
+        if done > 0 {
+            self.notify_after(NOTIFY_ABORT, &id.to_string()).await;
+        }
         self.after_cas(id, done, "abort").await
     }
 
@@ -294,19 +388,39 @@ impl Store {
 
     /// Writes a batch of reports and completions in one transaction. Returns the stored log
     /// lines and result rows (with their ids) and what each completion did.
-    pub(crate) async fn write_batch(&self, batch: &WriteBatch, now: i64) -> Result<WrittenBatch> {
+    ///
+    /// Every report is fenced: it lands only while its job is still running the attempt that
+    /// made it, on `node`. The jobs concerned are read (and on PostgreSQL locked, in id order,
+    /// so completers never deadlock each other) once, at the start of the transaction.
+    pub(crate) async fn write_batch(
+        &self,
+        batch: &WriteBatch,
+        node: &str,
+        now: i64,
+    ) -> Result<WrittenBatch> {
         retry_busy(|| async {
             let tx = self.db.begin().await?;
+            let live = self.fences(&tx, batch, node).await?;
+            let is_live = |job: i64, attempt: i32| live.get(&job).is_some_and(|a| *a == attempt);
             let mut written = WrittenBatch::default();
-            if !batch.logs.is_empty() {
-                for chunk in batch.logs.chunks(1000) {
-                    let rows = chunk.iter().map(|(job_id, at, line)| job_log::ActiveModel {
-                        id: NotSet,
-                        job_id: Set(*job_id),
-                        attempt: Set(0),
-                        at: Set(*at),
-                        line: Set(line.clone()),
-                    });
+            let logs: Vec<_> = batch
+                .logs
+                .iter()
+                .filter(|(j, a, _, _)| is_live(*j, *a))
+                .collect();
+            written.stale += batch.logs.len() - logs.len();
+            if !logs.is_empty() {
+                for chunk in logs.chunks(1000) {
+                    let rows =
+                        chunk
+                            .iter()
+                            .map(|(job_id, attempt, at, line)| job_log::ActiveModel {
+                                id: NotSet,
+                                job_id: Set(*job_id),
+                                attempt: Set(*attempt),
+                                at: Set(*at),
+                                line: Set(line.clone()),
+                            });
                     written.logs.extend(
                         job_log::Entity::insert_many(rows)
                             .exec_with_returning(&tx)
@@ -314,43 +428,30 @@ impl Store {
                     );
                 }
                 let mut per_job: HashMap<i64, i64> = HashMap::new();
-                for (job_id, _, _) in &batch.logs {
+                for (job_id, _, _, _) in &logs {
                     *per_job.entry(*job_id).or_default() += 1;
                 }
                 for (job_id, n) in per_job {
                     self.count_log_lines(&tx, job_id, n).await?;
                 }
             }
-            if !batch.results.is_empty() {
-                let rows = batch
-                    .results
-                    .iter()
-                    .map(|(job_id, cells)| job_result::ActiveModel {
-                        id: NotSet,
-                        job_id: Set(*job_id),
-                        attempt: Set(0),
-                        cells: Set(serde_json::to_string(cells).unwrap_or_else(|_| "[]".into())),
-                        has_error: Set(cells.iter().any(|c| c.error.is_some())),
-                    });
-                let stored = job_result::Entity::insert_many(rows)
-                    .exec_with_returning(&tx)
-                    .await?;
-                for r in stored.iter().filter(|r| r.has_error) {
-                    job::Entity::update_many()
-                        .col_expr(
-                            job::Column::ErrorRows,
-                            Expr::col(job::Column::ErrorRows).add(1),
-                        )
-                        .filter(job::Column::Id.eq(r.job_id))
-                        .exec(&tx)
-                        .await?;
+            let results: Vec<_> = batch
+                .results
+                .iter()
+                .filter(|(j, a, _)| is_live(*j, *a))
+                .collect();
+            written.stale += batch.results.len() - results.len();
+            written.results = self.write_results(&tx, &results).await?;
+            for ((job_id, attempt), (progress, text)) in &batch.progress {
+                if !is_live(*job_id, *attempt) {
+                    written.stale += 1;
+                    continue;
                 }
-                written.results = stored;
-            }
-            for (job_id, (progress, text)) in &batch.progress {
                 let mut q = job::Entity::update_many()
                     .col_expr(job::Column::UpdatedAt, Expr::value(now))
                     .filter(job::Column::Id.eq(*job_id))
+                    .filter(job::Column::Attempt.eq(*attempt))
+                    .filter(job::Column::LockedBy.eq(node))
                     .filter(job::Column::Status.is_in(JobStatus::ACTIVE.map(JobStatus::as_str)));
                 if let Some(p) = progress {
                     q = q.col_expr(job::Column::Progress, Expr::value(*p));
@@ -359,9 +460,25 @@ impl Store {
                     q = q.col_expr(job::Column::ProgressText, Expr::value(t.clone()));
                 }
                 q.exec(&tx).await?;
+                written.progress.push((*job_id, *progress, text.clone()));
             }
             for c in &batch.completions {
                 if let Some(done) = self.complete(&tx, c, now).await? {
+                    if let Some(line) = &c.log {
+                        let row = job_log::ActiveModel {
+                            id: NotSet,
+                            job_id: Set(c.job_id),
+                            attempt: Set(c.attempt),
+                            at: Set(now),
+                            line: Set(line.clone()),
+                        };
+                        written.logs.push(
+                            job_log::Entity::insert(row)
+                                .exec_with_returning(&tx)
+                                .await?,
+                        );
+                        self.count_log_lines(&tx, c.job_id, 1).await?;
+                    }
                     written.completed.push(done);
                 } else {
                     tracing::warn!(
@@ -375,6 +492,123 @@ impl Store {
             Ok(written)
         })
         .await
+    }
+
+    /// The attempt each job of the batch is running on `node` (jobs not running there are
+    /// absent). Locks the rows on PostgreSQL until the transaction ends.
+    async fn fences<C: ConnectionTrait>(
+        &self,
+        tx: &C,
+        batch: &WriteBatch,
+        node: &str,
+    ) -> Result<HashMap<i64, i32>> {
+        let mut ids: Vec<i64> = batch
+            .logs
+            .iter()
+            .map(|l| l.0)
+            .chain(batch.results.iter().map(|r| r.0))
+            .chain(batch.progress.keys().map(|k| k.0))
+            .chain(batch.completions.iter().map(|c| c.job_id))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut live = HashMap::new();
+        for chunk in ids.chunks(1000) {
+            for row in tx.query_all_raw(self.sql.fences(chunk)).await? {
+                let id: i64 = row.try_get_by_index(0)?;
+                let attempt: i32 = row.try_get_by_index(1)?;
+                let locked_by: Option<String> = row.try_get_by_index(2)?;
+                let status: String = row.try_get_by_index(3)?;
+                let active = matches!(status.as_str(), "running" | "aborting");
+                if active && locked_by.as_deref() == Some(node) {
+                    live.insert(id, attempt);
+                }
+            }
+        }
+        Ok(live)
+    }
+
+    /// Stores result rows (already fenced), up to [`MAX_RESULT_ROWS`] per job; the rest are
+    /// counted as dropped. Error rows are counted for the completion's verdict.
+    async fn write_results<C: ConnectionTrait>(
+        &self,
+        tx: &C,
+        results: &[&(i64, i32, Vec<ResultCell>)],
+    ) -> Result<Vec<job_result::Model>> {
+        if results.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut per_job: Vec<i64> = results.iter().map(|r| r.0).collect();
+        per_job.sort_unstable();
+        per_job.dedup();
+        let mut room: HashMap<i64, i64> = HashMap::new();
+        for (id, stored) in job::Entity::find()
+            .select_only()
+            .column(job::Column::Id)
+            .column(job::Column::ResultRows)
+            .filter(job::Column::Id.is_in(per_job))
+            .into_tuple::<(i64, i64)>()
+            .all(tx)
+            .await?
+        {
+            room.insert(id, Ord::max(MAX_RESULT_ROWS - stored, 0));
+        }
+        let mut kept = Vec::with_capacity(results.len());
+        let mut dropped: HashMap<i64, i64> = HashMap::new();
+        for r in results {
+            let left = room.entry(r.0).or_default();
+            if *left > 0 {
+                *left -= 1;
+                kept.push(*r);
+            } else {
+                *dropped.entry(r.0).or_default() += 1;
+            }
+        }
+        let mut stored = Vec::with_capacity(kept.len());
+        for chunk in kept.chunks(1000) {
+            let rows = chunk
+                .iter()
+                .map(|(job_id, attempt, cells)| job_result::ActiveModel {
+                    id: NotSet,
+                    job_id: Set(*job_id),
+                    attempt: Set(*attempt),
+                    cells: Set(serde_json::to_string(cells).unwrap_or_else(|_| "[]".into())),
+                    has_error: Set(cells.iter().any(|c| c.error.is_some())),
+                });
+            stored.extend(
+                job_result::Entity::insert_many(rows)
+                    .exec_with_returning(tx)
+                    .await?,
+            );
+        }
+        let mut counts: HashMap<i64, (i64, i32, i64)> = HashMap::new();
+        for r in &stored {
+            let c = counts.entry(r.job_id).or_default();
+            c.0 += 1;
+            c.1 += r.has_error as i32;
+        }
+        for (id, n) in dropped {
+            counts.entry(id).or_default().2 += n;
+        }
+        for (id, (rows, errors, dropped)) in counts {
+            job::Entity::update_many()
+                .col_expr(
+                    job::Column::ResultRows,
+                    Expr::col(job::Column::ResultRows).add(rows),
+                )
+                .col_expr(
+                    job::Column::ErrorRows,
+                    Expr::col(job::Column::ErrorRows).add(errors),
+                )
+                .col_expr(
+                    job::Column::ResultsDropped,
+                    Expr::col(job::Column::ResultsDropped).add(dropped),
+                )
+                .filter(job::Column::Id.eq(id))
+                .exec(tx)
+                .await?;
+        }
+        Ok(stored)
     }
 
     async fn count_log_lines<C: ConnectionTrait>(&self, tx: &C, job_id: i64, n: i64) -> Result<()> {
@@ -412,6 +646,24 @@ impl Store {
             JobStatus::Exception if c.status == JobStatus::Done => "error_rows",
             _ => c.outcome,
         };
+        if c.refund_attempt {
+            // The attempt runs again under the same number: what it reported goes.
+            let gone = job_result::Entity::delete_many()
+                .filter(job_result::Column::JobId.eq(c.job_id))
+                .filter(job_result::Column::Attempt.eq(c.attempt))
+                .exec(tx)
+                .await?;
+            if gone.rows_affected > 0 {
+                job::Entity::update_many()
+                    .col_expr(
+                        job::Column::ResultRows,
+                        Expr::col(job::Column::ResultRows).sub(gone.rows_affected as i64),
+                    )
+                    .filter(job::Column::Id.eq(c.job_id))
+                    .exec(tx)
+                    .await?;
+            }
+        }
         job_attempt::Entity::update_many()
             .col_expr(job_attempt::Column::FinishedAt, Expr::value(now))
             .col_expr(job_attempt::Column::Outcome, Expr::value(outcome))
@@ -429,23 +681,46 @@ impl Store {
         }))
     }
 
-    /// Records that `node` is alive, inserting its row if it is new or was reaped. Returns whether
-    /// the row was there.
-    pub(crate) async fn heartbeat(&self, me: &node::Model, now: i64) -> Result<bool> {
+    /// Records that `node` is alive (on its own connection), inserting its row if it is new or
+    /// was reaped. The time stored is the database's. Returns whether the row was there, and
+    /// the database's time.
+    pub(crate) async fn heartbeat(&self, me: &node::Model) -> Result<(bool, i64)> {
         retry_busy(|| async {
-            let res = node::Entity::update_many()
-                .col_expr(node::Column::HeartbeatAt, Expr::value(now))
-                .filter(node::Column::Id.eq(me.id.clone()))
-                .exec(&self.db)
+            let now = self.sql.db_now();
+            let row = self
+                .beat
+                .query_one_raw(self.sql.stmt_pub(
+                    &format!(
+                        "UPDATE nightshift_nodes SET heartbeat_at = {now} WHERE id = ? \
+                         RETURNING heartbeat_at"
+                    ),
+                    vec![me.id.clone().into()],
+                ))
                 .await?;
-            if res.rows_affected == 0 {
-                let mut row = me.clone();
-                row.heartbeat_at = now;
-                node::Entity::insert(node::ActiveModel::from(row))
-                    .exec_without_returning(&self.db)
-                    .await?;
+            if let Some(row) = row {
+                return Ok((true, row.try_get_by_index::<i64>(0)?));
             }
-            Ok(res.rows_affected > 0)
+            let row = self
+                .beat
+                .query_one_raw(self.sql.stmt_pub(
+                    &format!(
+                        "INSERT INTO nightshift_nodes \
+                         (id, hostname, pid, started_at, heartbeat_at, host, boot_id, version) \
+                         VALUES (?, ?, ?, ?, {now}, ?, ?, ?) RETURNING heartbeat_at"
+                    ),
+                    vec![
+                        me.id.clone().into(),
+                        me.hostname.clone().into(),
+                        me.pid.into(),
+                        me.started_at.into(),
+                        me.host.clone().into(),
+                        me.boot_id.clone().into(),
+                        me.version.clone().into(),
+                    ],
+                ))
+                .await?
+                .ok_or_else(|| Error::Corrupt("heartbeat insert returned nothing".into()))?;
+            Ok((false, row.try_get_by_index::<i64>(0)?))
         })
         .await
     }
@@ -454,7 +729,7 @@ impl Store {
     pub(crate) async fn remove_node(&self, id: &str) -> Result<()> {
         retry_busy(|| async {
             node::Entity::delete_by_id(id.to_owned())
-                .exec(&self.db)
+                .exec(&self.beat)
                 .await?;
             Ok(())
         })
@@ -463,24 +738,67 @@ impl Store {
 
     /// Every node row.
     pub(crate) async fn nodes(&self) -> Result<Vec<node::Model>> {
-        Ok(node::Entity::find().all(&self.db).await?)
+        Ok(node::Entity::find().all(&self.beat).await?)
     }
 
-    /// Removes nodes whose heartbeat is older than `cutoff`.
-    pub(crate) async fn reap_stale_nodes(&self, cutoff: i64) -> Result<u64> {
+    /// Nodes whose heartbeat is older than `timeout` on the database's clock: `(id, heartbeat_at)`.
+    pub(crate) async fn silent_nodes(&self, timeout_ms: i64) -> Result<Vec<(String, i64)>> {
+        let rows = self
+            .beat
+            .query_all_raw(self.sql.stmt_pub(
+                &format!(
+                    "SELECT id, heartbeat_at FROM nightshift_nodes WHERE heartbeat_at < {} - ?",
+                    self.sql.db_now()
+                ),
+                vec![timeout_ms.into()],
+            ))
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
+            .collect()
+    }
+
+    /// Removes a node if its heartbeat is still the one seen (compare-and-set: a node that
+    /// came back in between is left alone).
+    pub(crate) async fn reap_node(&self, id: &str, heartbeat_at: i64) -> Result<bool> {
         retry_busy(|| async {
             let res = node::Entity::delete_many()
-                .filter(node::Column::HeartbeatAt.lt(cutoff))
-                .exec(&self.db)
+                .filter(node::Column::Id.eq(id))
+                .filter(node::Column::HeartbeatAt.eq(heartbeat_at))
+                .exec(&self.beat)
                 .await?;
-            Ok(res.rows_affected)
+            Ok(res.rows_affected > 0)
         })
         .await
     }
 
+    /// Whether this node takes this round's rescue: on PostgreSQL one node per round (a
+    /// transaction-scoped advisory lock held while it looks); SQLite has one writer anyway.
+    pub(crate) async fn rescue_turn(&self) -> Result<Option<sea_orm::DatabaseTransaction>> {
+        // On the main pool: the heartbeat's own connection stays free for the reaping.
+        let tx = self.db.begin().await?;
+        if self.backend() == DbBackend::Postgres {
+            let row = tx
+                .query_one_raw(
+                    self.sql
+                        .stmt_pub("SELECT pg_try_advisory_xact_lock(7418209338)", vec![]),
+                )
+                .await?;
+            let got = match row {
+                Some(r) => r.try_get_by_index::<bool>(0)?,
+                None => false,
+            };
+            if !got {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+        }
+        Ok(Some(tx))
+    }
+
     /// Running or aborting jobs whose node has no row any more: their worker is gone.
-    pub(crate) async fn orphans(&self) -> Result<Vec<job::Model>> {
-        let rows = self.db.query_all_raw(self.sql.orphans()).await?;
+    pub(crate) async fn orphans<C: ConnectionTrait>(&self, conn: &C) -> Result<Vec<job::Model>> {
+        let rows = conn.query_all_raw(self.sql.orphans()).await?;
         Ok(rows
             .iter()
             .map(|r| job::Model::from_query_result(r, ""))
@@ -496,7 +814,22 @@ impl Store {
             .filter(job::Column::Status.eq(JobStatus::Aborting.as_str()))
             .filter(job::Column::LockedBy.eq(node))
             .into_tuple::<(i64, Option<String>)>()
-            .all(&self.db)
+            .all(&self.beat)
+            .await?;
+        Ok(rows)
+    }
+
+    /// [`Store::aborting_on`] through the read pool: the listener's look-ups never queue on the
+    /// heartbeat's connection.
+    pub(crate) async fn aborting_on_read(&self, node: &str) -> Result<Vec<(i64, Option<String>)>> {
+        let rows = job::Entity::find()
+            .select_only()
+            .column(job::Column::Id)
+            .column(job::Column::AbortedBy)
+            .filter(job::Column::Status.eq(JobStatus::Aborting.as_str()))
+            .filter(job::Column::LockedBy.eq(node))
+            .into_tuple::<(i64, Option<String>)>()
+            .all(&self.read)
             .await?;
         Ok(rows)
     }
@@ -507,7 +840,7 @@ impl Store {
             .filter(job_log::Column::JobId.eq(job_id))
             .order_by_desc(job_log::Column::Id)
             .limit(limit)
-            .all(&self.db)
+            .all(&self.read)
             .await?;
         rows.reverse();
         Ok(rows)
@@ -525,7 +858,7 @@ impl Store {
             .filter(job_log::Column::Id.gt(after_id))
             .order_by_asc(job_log::Column::Id)
             .limit(limit)
-            .all(&self.db)
+            .all(&self.read)
             .await?)
     }
 
@@ -534,7 +867,7 @@ impl Store {
         let rows = job_result::Entity::find()
             .filter(job_result::Column::JobId.eq(job_id))
             .order_by_asc(job_result::Column::Id)
-            .all(&self.db)
+            .all(&self.read)
             .await?;
         rows.into_iter()
             .map(|r| serde_json::from_str(&r.cells).map_err(|e| Error::Corrupt(e.to_string())))
@@ -546,18 +879,70 @@ impl Store {
         Ok(job_attempt::Entity::find()
             .filter(job_attempt::Column::JobId.eq(job_id))
             .order_by_asc(job_attempt::Column::Attempt)
-            .all(&self.db)
+            .all(&self.read)
             .await?)
+    }
+
+    /// Every node (first started first) with the jobs it runs — `running` or `aborting` and
+    /// locked by it: how many, and the first `list` of them as `(id, kind, status)`, oldest first.
+    pub(crate) async fn nodes_running(
+        &self,
+        list: u64,
+    ) -> Result<Vec<(node::Model, u64, Vec<(i64, String, String)>)>> {
+        use sea_orm::sea_query::Func;
+        let db = &self.read;
+        let active = || job::Column::Status.is_in(JobStatus::ACTIVE.map(JobStatus::as_str));
+        let nodes = node::Entity::find()
+            .order_by_asc(node::Column::StartedAt)
+            .order_by_asc(node::Column::Id)
+            .all(db)
+            .await?;
+        let counts: HashMap<String, i64> = job::Entity::find()
+            .select_only()
+            .column(job::Column::LockedBy)
+            .column_as(Expr::from(Func::count(Expr::col(job::Column::Id))), "n")
+            .filter(active())
+            .filter(job::Column::LockedBy.is_not_null())
+            .group_by(job::Column::LockedBy)
+            .into_tuple::<(String, i64)>()
+            .all(db)
+            .await?
+            .into_iter()
+            .collect();
+        let mut out = Vec::with_capacity(nodes.len());
+        for n in nodes {
+            let running = u64::try_from(counts.get(&n.id).copied().unwrap_or(0)).unwrap_or(0);
+            let jobs = if running == 0 {
+                Vec::new()
+            } else {
+                job::Entity::find()
+                    .select_only()
+                    .column(job::Column::Id)
+                    .column(job::Column::Kind)
+                    .column(job::Column::Status)
+                    .filter(active())
+                    .filter(job::Column::LockedBy.eq(n.id.clone()))
+                    .order_by_asc(job::Column::Id)
+                    .limit(list)
+                    .into_tuple::<(i64, String, String)>()
+                    .all(db)
+                    .await?
+            };
+            out.push((n, running, jobs));
+        }
+        Ok(out)
     }
 }
 
 /// Reports gathered by the completer since its last flush.
 #[derive(Debug, Default)]
 pub(crate) struct WriteBatch {
-    pub logs: Vec<(i64, i64, String)>,
-    /// Latest progress and progress text per job (only the last value of each matters).
-    pub progress: HashMap<i64, (Option<i32>, Option<String>)>,
-    pub results: Vec<(i64, Vec<ResultCell>)>,
+    /// `(job, attempt, at, line)`.
+    pub logs: Vec<(i64, i32, i64, String)>,
+    /// Latest progress and progress text per job and attempt (only the last value matters).
+    pub progress: HashMap<(i64, i32), (Option<i32>, Option<String>)>,
+    /// `(job, attempt, cells)`.
+    pub results: Vec<(i64, i32, Vec<ResultCell>)>,
     pub completions: Vec<Completion>,
 }
 
@@ -579,7 +964,11 @@ impl WriteBatch {
 pub(crate) struct WrittenBatch {
     pub logs: Vec<job_log::Model>,
     pub results: Vec<job_result::Model>,
+    /// Progress that landed, per job.
+    pub progress: Vec<(i64, Option<i32>, Option<String>)>,
     pub completed: Vec<Completed>,
+    /// Reports refused because their attempt is no longer the job's (rescued, finished).
+    pub stale: usize,
 }
 
 /// Runs a write, retrying while SQLite reports the database locked by another process: a busy

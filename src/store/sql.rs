@@ -21,6 +21,19 @@ impl Sql {
         self.backend
     }
 
+    /// A statement written with `?` placeholders, spelled for this backend.
+    pub fn stmt_pub(&self, sql: &str, values: Vec<Value>) -> Statement {
+        self.stmt(sql, values)
+    }
+
+    /// The database's clock, in milliseconds since the epoch, as an SQL expression.
+    pub fn db_now(&self) -> &'static str {
+        match self.backend {
+            DbBackend::Postgres => "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
+            _ => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+        }
+    }
+
     fn stmt(&self, sql: &str, values: Vec<Value>) -> Statement {
         let sql = match self.backend {
             DbBackend::Postgres => numbered_placeholders(sql),
@@ -39,7 +52,7 @@ impl Sql {
         let sql = format!(
             "UPDATE nightshift_jobs SET status = 'running', attempt = attempt + 1, \
              started_at = ?, updated_at = ?, finished_at = NULL, locked_by = ?, \
-             progress = 0, progress_text = NULL \
+             progress = 0, progress_text = NULL, error_rows = 0 \
              WHERE id IN (SELECT id FROM nightshift_jobs \
                WHERE status IN ('new', 'scheduled') AND run_at <= ? AND kind IN ({}) \
                ORDER BY run_at, id LIMIT ?{lock}) \
@@ -100,6 +113,23 @@ impl Sql {
             c.node.as_str().into(),
         ];
         self.stmt(sql, values)
+    }
+
+    /// The state of the jobs `ids` as a completer's fence sees it; on PostgreSQL the rows stay
+    /// locked (in id order) until the transaction ends, so no rescue slips in between.
+    pub fn fences(&self, ids: &[i64]) -> Statement {
+        let lock = match self.backend {
+            DbBackend::Postgres => " FOR UPDATE",
+            _ => "",
+        };
+        self.stmt(
+            &format!(
+                "SELECT id, attempt, locked_by, status FROM nightshift_jobs \
+                 WHERE id IN ({}) ORDER BY id{lock}",
+                placeholders(ids.len())
+            ),
+            ids.iter().map(|id| Value::from(*id)).collect(),
+        )
     }
 
     /// Running jobs whose node has no row: their worker is gone.

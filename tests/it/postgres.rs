@@ -1,72 +1,24 @@
-//! The same engine on PostgreSQL: claims with `SKIP LOCKED`, compare-and-set completions, two
-//! nodes sharing one queue.
+//! Two nodes sharing one PostgreSQL queue: claims with `SKIP LOCKED`, compare-and-set
+//! completions. The rest of the engine suite runs on PostgreSQL too, through `both_databases!`
+//! (tests/it/engine.rs, tests/it/crash.rs).
 use std::time::Duration;
 
 use nightshift::{JobStatus, NewJob};
-use sea_orm::{ConnectionTrait, Database};
 use serde_json::json;
 
+/// Other files' PostgreSQL tests create their database here; the machinery is shared with
+/// `TestDb` (and `both_databases!`) in `helpers`.
+pub use crate::helpers::PgDb;
 use crate::helpers::*;
-
-/// The server CI starts; override with `NIGHTSHIFT_TEST_POSTGRES`.
-pub fn admin_url() -> String {
-    std::env::var("NIGHTSHIFT_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-/// A fresh database for one test, dropped at the end.
-pub struct PgDb {
-    pub name: String,
-    pub url: String,
-}
-
-impl PgDb {
-    /// A fresh database, or `None` (the test is skipped, and says so) when no server answers,
-    /// unless `NIGHTSHIFT_REQUIRE_POSTGRES=1` (set by `.ci/run`).
-    pub async fn create() -> Option<PgDb> {
-        let mut opts = sea_orm::ConnectOptions::new(admin_url());
-        opts.connect_timeout(Duration::from_secs(3))
-            .acquire_timeout(Duration::from_secs(3));
-        let admin = match Database::connect(opts).await {
-            Ok(db) => db,
-            Err(e) if std::env::var("NIGHTSHIFT_REQUIRE_POSTGRES").as_deref() != Ok("1") => {
-                eprintln!(
-                    "skipping PostgreSQL test: no server at {} ({e})",
-                    admin_url()
-                );
-                return None;
-            }
-            Err(e) => panic!("PostgreSQL is required but not reachable: {e}"),
-        };
-        let name = format!("nightshift_t_{:08x}", fastrand::u32(..));
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        let base = admin_url();
-        let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
-        Some(PgDb { name, url })
-    }
-
-    pub async fn drop_db(self) {
-        let admin = Database::connect(admin_url()).await.unwrap();
-        let _ = admin
-            .execute_unprepared(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_share_one_postgres_queue_and_every_job_runs_once() {
-    let Some(pg) = PgDb::create().await else {
+    let Some(db) = TestDb::postgres().await else {
         return;
     };
     let make = || {
         nightshift::Worker::builder()
-            .database_url(&pg.url)
+            .database_url(&db.url)
             .concurrency(8)
             .grace_period(Duration::from_millis(300))
             .heartbeat_interval(Duration::from_millis(200))
@@ -116,5 +68,4 @@ async fn two_nodes_share_one_postgres_queue_and_every_job_runs_once() {
 
     a.shutdown().await;
     b.shutdown().await;
-    pg.drop_db().await;
 }

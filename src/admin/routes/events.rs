@@ -1,8 +1,9 @@
 //! Server-sent events: a job's progress, log lines, result rows and state; list rows and counts.
 //!
 //! Data is an HTML fragment for htmx's SSE extension, or JSON with `?format=json`. A job stream
-//! starts with what the viewer missed (log lines after `Last-Event-ID` or `?after=`), then goes
-//! live from the shared per-job channel.
+//! starts with what the viewer missed (log lines after `Last-Event-ID` or `?after=`, read a page
+//! at a time), then goes live from the shared per-job channel. Every stream closes when the
+//! worker starts shutting down ([`crate::Worker::stopping`]), so a server can drain.
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -18,7 +19,6 @@ use crate::admin::AdminState;
 use crate::admin::error::WebError;
 use crate::admin::extract::Base;
 use crate::admin::hub::{self, Frame, ListChange};
-use crate::admin::views;
 use crate::store::JobFilter;
 
 type BoxedEvents = std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>>;
@@ -38,6 +38,10 @@ fn event(frame: &Frame, json: bool) -> Event {
     }
     ev
 }
+
+/// Log lines read per query while a job stream catches up: one connection holds at most this
+/// many in memory, however long the log it replays.
+pub const CATCH_UP_PAGE: u64 = 500;
 
 pub async fn job_events(
     State(st): State<AdminState>,
@@ -61,56 +65,124 @@ pub async fn job_events(
         .and_then(|v| v.parse::<i64>().ok())
         .or(after_query)
         .unwrap_or(0);
-    let missed = st.worker.store().logs_after(id, after, 10_000).await?;
-    let mut last = after;
-    let mut first: Vec<Event> = Vec::with_capacity(missed.len() + 3);
-    for l in &missed {
-        let html = views::job::log_line(l.at, &l.line).into_string();
-        let json_data =
-            serde_json::json!({"id": l.id, "at": crate::clock::to_datetime(l.at), "line": l.line});
-        first.push(event(
-            &Frame {
-                event: "log".into(),
-                id: Some(l.id),
-                html,
-                json: json_data.to_string(),
-            },
-            json,
-        ));
-        last = l.id;
-    }
-    st.hub.caught_up(&job, last);
-    for frame in hub::job_frames(&base, &job, true) {
-        first.push(event(&frame, json));
-    }
-    let finished = job.status.is_finished();
-    let live = stream::unfold(
-        (rx, last, finished),
-        move |(mut rx, mut last, done)| async move {
-            if done {
-                return None;
+    // The first page now (a database that cannot answer gets an error status, not an empty
+    // stream); the rest page by page as the client reads.
+    let first = st
+        .worker
+        .store()
+        .logs_after(id, after, CATCH_UP_PAGE)
+        .await?;
+    let stopping = st.worker.stopping();
+    let state = JobStream {
+        st,
+        base,
+        job,
+        rx,
+        last: after,
+        json,
+        phase: Phase::CatchUp(Some(first)),
+    };
+    let stream = stream::unfold(state, JobStream::step)
+        .flat_map(|events| stream::iter(events.into_iter().map(Ok)))
+        // A node that is shutting down closes its streams; browsers reconnect (with
+        // `Last-Event-ID`) to whichever node serves them next.
+        .take_until(stopping);
+    Ok(Sse::new(stream.boxed()).keep_alive(KeepAlive::default()))
+}
+
+/// Where a job stream is: replaying missed log lines a page at a time, showing the job's state,
+/// following the live channel, or finished.
+enum Phase {
+    /// The next page of missed lines, when already read.
+    CatchUp(Option<Vec<crate::entity::job_log::Model>>),
+    State,
+    Live,
+    Done,
+}
+
+struct JobStream {
+    st: AdminState,
+    base: String,
+    job: crate::job::Job,
+    rx: broadcast::Receiver<Arc<Frame>>,
+    /// The newest log line sent.
+    last: i64,
+    json: bool,
+    phase: Phase,
+}
+
+impl JobStream {
+    async fn step(mut self) -> Option<(Vec<Event>, Self)> {
+        match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::CatchUp(read) => {
+                let page = match read {
+                    Some(page) => page,
+                    None => {
+                        let store = self.st.worker.store();
+                        match store
+                            .logs_after(self.job.id, self.last, CATCH_UP_PAGE)
+                            .await
+                        {
+                            Ok(page) => page,
+                            Err(e) => {
+                                // Mid-stream: end it; the browser reconnects from `last`.
+                                tracing::warn!(job_id = self.job.id, "catching up failed: {e}");
+                                return None;
+                            }
+                        }
+                    }
+                };
+                self.phase = if (page.len() as u64) < CATCH_UP_PAGE {
+                    Phase::State
+                } else {
+                    Phase::CatchUp(None)
+                };
+                let events = page
+                    .iter()
+                    .map(|l| {
+                        self.last = l.id;
+                        event(&hub::log_frame(l.id, l.at, &l.line), self.json)
+                    })
+                    .collect();
+                Some((events, self))
             }
-            loop {
-                match rx.recv().await {
+            Phase::State => {
+                self.st.hub.caught_up(&self.job, self.last);
+                let events = hub::job_frames(&self.base, &self.job, true)
+                    .iter()
+                    .map(|f| event(f, self.json))
+                    .collect();
+                self.phase = if self.job.status.is_finished() {
+                    Phase::Done
+                } else {
+                    Phase::Live
+                };
+                Some((events, self))
+            }
+            Phase::Live => loop {
+                match self.rx.recv().await {
                     Ok(frame) => {
                         if frame.event == "log" {
                             match frame.id {
-                                Some(fid) if fid <= last => continue,
-                                Some(fid) => last = fid,
+                                Some(fid) if fid <= self.last => continue,
+                                Some(fid) => self.last = fid,
                                 None => {}
                             }
                         }
-                        let end = frame.event == "end";
-                        return Some((Ok(event(&frame, json)), (rx, last, end)));
+                        self.phase = if frame.event == "end" {
+                            Phase::Done
+                        } else {
+                            Phase::Live
+                        };
+                        return Some((vec![event(&frame, self.json)], self));
                     }
                     // Too slow: end the stream; the browser reconnects with Last-Event-ID.
                     Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return None,
                 }
-            }
-        },
-    );
-    let stream = stream::iter(first.into_iter().map(Ok)).chain(live);
-    Ok(Sse::new(stream.boxed()).keep_alive(KeepAlive::default()))
+            },
+            Phase::Done => None,
+        }
+    }
 }
 
 pub async fn list_events(
@@ -135,7 +207,9 @@ pub async fn list_events(
             }
         }
     })
-    .flatten();
+    .flatten()
+    // A node that is shutting down closes its streams; browsers reconnect.
+    .take_until(st.worker.stopping());
     Ok(Sse::new(stream.boxed()).keep_alive(KeepAlive::default()))
 }
 

@@ -4,6 +4,7 @@ pub mod assets;
 pub mod events;
 pub mod input;
 pub mod jobs;
+pub mod nodes;
 pub mod session;
 
 use axum::Router;
@@ -44,6 +45,7 @@ pub fn protected() -> Router<AdminState> {
         .route("/workers/{id}/cancel", post(jobs::cancel_job))
         .route("/workers/{id}/rerun", post(jobs::rerun_job))
         .route("/workers/{id}/events", get(events::job_events))
+        .route("/nodes", get(nodes::nodes))
         .route(
             "/operators",
             get(access::operators).post(access::add_operator),

@@ -1,4 +1,5 @@
-//! The page frame: head, the Workers navigation with live counts, flash message, content.
+//! The page frame: head, the Workers navigation with live counts, the Cluster and Access
+//! sections, flash message, content.
 use maud::{DOCTYPE, Markup, html};
 
 use super::components::count;
@@ -89,6 +90,10 @@ pub fn page(ctx: &PageCtx, title: &str, live: Option<&str>, body: Markup) -> Mar
                                     }
                                 }
                             }
+                        }
+                        h2 { "Cluster" }
+                        ul {
+                            li { a href={ (base) "/nodes" } class=[(ctx.tab.as_deref() == Some("nodes")).then_some("active")] { span { "Nodes" } } }
                         }
                         @if ctx.may(crate::role::Role::Admin) && ctx.sessions {
                             h2 { "Access" }

@@ -6,4 +6,5 @@ pub mod form;
 pub mod job;
 pub mod layout;
 pub mod list;
+pub mod nodes;
 pub mod session;
