@@ -862,16 +862,41 @@ impl Store {
             .await?)
     }
 
-    /// A job's result rows, in order.
-    pub async fn results(&self, job_id: i64) -> Result<Vec<Vec<ResultCell>>> {
+    /// The result rows of a job's latest reporting attempt, in order, at most `limit` from
+    /// `offset`. Earlier attempts' rows are kept in the table for the record.
+    pub async fn results_page(
+        &self,
+        job_id: i64,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<Vec<ResultCell>>> {
+        let latest = job_result::Entity::find()
+            .select_only()
+            .column_as(job_result::Column::Attempt.max(), "latest")
+            .filter(job_result::Column::JobId.eq(job_id))
+            .into_tuple::<Option<i32>>()
+            .one(&self.read)
+            .await?
+            .flatten();
+        let Some(latest) = latest else {
+            return Ok(Vec::new());
+        };
         let rows = job_result::Entity::find()
             .filter(job_result::Column::JobId.eq(job_id))
+            .filter(job_result::Column::Attempt.eq(latest))
             .order_by_asc(job_result::Column::Id)
+            .offset(offset)
+            .limit(limit)
             .all(&self.read)
             .await?;
         rows.into_iter()
             .map(|r| serde_json::from_str(&r.cells).map_err(|e| Error::Corrupt(e.to_string())))
             .collect()
+    }
+
+    /// A job's result rows (of its latest reporting attempt), in order: the first 1,000.
+    pub async fn results(&self, job_id: i64) -> Result<Vec<Vec<ResultCell>>> {
+        self.results_page(job_id, 0, 1000).await
     }
 
     /// A job's attempts, first to last.

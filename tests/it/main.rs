@@ -7,6 +7,7 @@ mod engine;
 mod hardening;
 mod helpers;
 mod input;
+mod leases;
 mod nodes;
 mod postgres;
 mod secrets;

@@ -106,7 +106,11 @@ both_databases! {
         let tx = other.store().connection().begin().await.unwrap();
         let job = other.insert_in(&tx, quick_job()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(runs.count(job.id), 0, "started before its transaction committed");
+        assert_eq!(
+            runs.count(job.id),
+            0,
+            "started before its transaction committed"
+        );
         tx.commit().await.unwrap();
         let took = started_within(&runs, job.id, QUICK).await;
         eprintln!("insert_in: started {took:?} after the commit");
@@ -135,10 +139,7 @@ both_databases! {
         let (node, runs) = sleepy_node(&db).await;
         let other = other_process(&db).await;
         let later = chrono::Utc::now() + chrono::Duration::hours(1);
-        let job = other
-            .insert(quick_job().schedule_at(later))
-            .await
-            .unwrap();
+        let job = other.insert(quick_job().schedule_at(later)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(runs.count(job.id), 0);
         other
