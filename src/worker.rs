@@ -493,6 +493,24 @@ impl Worker {
         self.shared.store.results(id).await
     }
 
+    /// One page of the results of a job's latest reporting attempt (`page` from 0).
+    pub async fn results_page(
+        &self,
+        id: i64,
+        page: u64,
+        per_page: u64,
+    ) -> Result<Vec<Vec<ResultCell>>> {
+        self.shared
+            .store
+            .results_page(id, page * per_page, per_page)
+            .await
+    }
+
+    /// How a job's result rows divide among its attempts.
+    pub async fn result_summary(&self, id: i64) -> Result<store::ResultSummary> {
+        self.shared.store.result_summary(id).await
+    }
+
     /// A job's attempts.
     pub async fn attempts(&self, id: i64) -> Result<Vec<job_attempt::Model>> {
         self.shared.store.attempts(id).await

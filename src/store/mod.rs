@@ -894,6 +894,32 @@ impl Store {
             .collect()
     }
 
+    /// How many result rows each attempt of a job stored, latest attempt first, and how many
+    /// were dropped at the cap.
+    pub async fn result_summary(&self, job_id: i64) -> Result<ResultSummary> {
+        let per_attempt = job_result::Entity::find()
+            .select_only()
+            .column(job_result::Column::Attempt)
+            .column_as(job_result::Column::Id.count(), "n")
+            .filter(job_result::Column::JobId.eq(job_id))
+            .group_by(job_result::Column::Attempt)
+            .order_by_desc(job_result::Column::Attempt)
+            .into_tuple::<(i32, i64)>()
+            .all(&self.read)
+            .await?;
+        let dropped = job::Entity::find_by_id(job_id)
+            .select_only()
+            .column(job::Column::ResultsDropped)
+            .into_tuple::<i64>()
+            .one(&self.read)
+            .await?
+            .unwrap_or(0);
+        Ok(ResultSummary {
+            per_attempt,
+            dropped,
+        })
+    }
+
     /// A job's result rows (of its latest reporting attempt), in order: the first 1,000.
     pub async fn results(&self, job_id: i64) -> Result<Vec<Vec<ResultCell>>> {
         self.results_page(job_id, 0, 1000).await
@@ -957,6 +983,15 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// How a job's result rows divide among its attempts.
+#[derive(Debug, Clone, Default)]
+pub struct ResultSummary {
+    /// `(attempt, rows)`, latest attempt first.
+    pub per_attempt: Vec<(i32, i64)>,
+    /// Rows refused once the job reached [`MAX_RESULT_ROWS`].
+    pub dropped: i64,
 }
 
 /// Reports gathered by the completer since its last flush.

@@ -444,7 +444,10 @@ both_databases! {
             .enqueue("Stubborn", &json!({"ms": 60_000}))
             .await
             .unwrap();
-        for id in [short, long, stubborn] {
+        // The short job may be done before a poll sees it running (100 ms): wait for it to
+        // have started.
+        wait_for(&worker, short, "started", |j| j.attempt >= 1).await;
+        for id in [long, stubborn] {
             wait_for(&worker, id, "running", |j| j.status == JobStatus::Running).await;
         }
         worker.shutdown().await;

@@ -284,3 +284,34 @@ async fn a_callers_long_sqlite_transaction_does_not_get_the_node_reaped() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// The job page shows the latest attempt's results a page at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_page_pages_through_the_latest_attempts_results() {
+    let app = crate::app::spawn_app().await;
+    app.worker
+        .register(JobKind::new(
+            "Many Rows",
+            |_: Args, ctx: JobContext| async move {
+                for i in 0..1200 {
+                    ctx.add_result_row(vec![ResultCell::ok(format!("row-{i}-end"))])
+                        .await?;
+                }
+                Ok(())
+            },
+        ))
+        .unwrap();
+    let id = app.worker.enqueue("Many Rows", &json!({})).await.unwrap();
+    assert_eq!(finished(&app.worker, id).await.status, JobStatus::Done);
+    let (status, page) = app.get_html(&format!("/workers/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(page.matches("-end<").count(), 500, "one page of rows");
+    assert!(page.contains("Page 1 of 3"));
+    let (_, last) = app.get_html(&format!("/workers/{id}?results_page=3")).await;
+    assert_eq!(last.matches("-end<").count(), 200);
+    assert!(last.contains("row-1199-end"));
+    let (status, _) = app
+        .get_html(&format!("/workers/{id}?results_page=zero"))
+        .await;
+    assert_eq!(status, 400);
+}

@@ -30,6 +30,14 @@ type Result<T, E = WebError> = std::result::Result<T, E>;
 
 const PAGE_SIZE: u64 = 50;
 const DETAIL_LOG_LINES: u64 = 1000;
+/// Result rows per page of the job page.
+const RESULTS_PER_PAGE: u64 = 500;
+
+/// `GET /workers/{id}` query: which page of the results.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct DetailQuery {
+    results_page: Option<String>,
+}
 
 pub async fn list_jobs(
     State(st): State<AdminState>,
@@ -200,9 +208,19 @@ pub async fn show_job(
     chrome: Chrome,
     WantsJson(json): WantsJson,
     Path(id): Path<String>,
+    input::Query(q): input::Query<DetailQuery>,
 ) -> Result<Response> {
     let id = input::job_id(&id)?;
-    let view = job_view(&st, id, None).await?;
+    let page = match q.results_page.as_deref().filter(|p| !p.is_empty()) {
+        None => 1,
+        Some(raw) => raw.parse::<u64>().ok().filter(|p| *p >= 1).ok_or_else(|| {
+            WebError::bad_request(format!(
+                "results_page: {} is not a page number (1, 2, …)",
+                crate::text::quote(raw)
+            ))
+        })?,
+    };
+    let view = job_view(&st, id, None, page).await?;
     if json {
         return Ok(axum::Json(job_json(&view)).into_response());
     }
@@ -210,7 +228,12 @@ pub async fn show_job(
     Ok(views::job::job_page(&ctx, &view).into_response())
 }
 
-async fn job_view(st: &AdminState, id: i64, form: Option<FormState>) -> Result<JobView> {
+async fn job_view(
+    st: &AdminState,
+    id: i64,
+    form: Option<FormState>,
+    results_page: u64,
+) -> Result<JobView> {
     let job = st.worker.job(id).await?;
     let kind = st.worker.kind(&job.job);
     let form = match (form, &kind) {
@@ -220,7 +243,13 @@ async fn job_view(st: &AdminState, id: i64, form: Option<FormState>) -> Result<J
     };
     Ok(JobView {
         log: st.worker.logs(id, DETAIL_LOG_LINES).await?,
-        results: st.worker.results(id).await?,
+        results: st
+            .worker
+            .results_page(id, results_page - 1, RESULTS_PER_PAGE)
+            .await?,
+        results_page,
+        results_per_page: RESULTS_PER_PAGE,
+        result_summary: st.worker.result_summary(id).await?,
         attempts: st.worker.attempts(id).await?,
         history: crate::auth::audit::list(
             st.worker.store().connection(),
@@ -368,7 +397,7 @@ async fn update_from_form(
         )),
         Err(FormError::Fields(errors)) if !json => {
             let state = refill(&kind, &form, errors);
-            let view = job_view(&st, id, Some(state)).await?;
+            let view = job_view(&st, id, Some(state), 1).await?;
             let ctx = st.page_ctx(&chrome, None).await;
             Ok((
                 StatusCode::UNPROCESSABLE_ENTITY,

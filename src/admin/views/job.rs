@@ -17,7 +17,13 @@ use crate::state::JobStatus;
 pub struct JobView {
     pub job: Job,
     pub log: Vec<job_log::Model>,
+    /// One page of the latest reporting attempt's result rows.
     pub results: Vec<Vec<ResultCell>>,
+    /// Which page (from 1), and how many rows a page holds.
+    pub results_page: u64,
+    pub results_per_page: u64,
+    /// Rows per attempt, latest first, and rows dropped at the cap.
+    pub result_summary: crate::store::ResultSummary,
     pub attempts: Vec<job_attempt::Model>,
     /// The kind, when registered here (for the update form).
     pub kind: Option<JobKind>,
@@ -57,6 +63,7 @@ pub fn job_page(ctx: &PageCtx, view: &JobView) -> Markup {
                 }
                 section class="card" {
                     h2 { "Results" }
+                    (results_summary(base, view))
                     div class="table-wrap" {
                         table class="results" {
                             tbody id="job-results" sse-swap="result" hx-swap="beforeend" {
@@ -90,6 +97,47 @@ pub fn job_page(ctx: &PageCtx, view: &JobView) -> Markup {
             }
         },
     )
+}
+
+/// Which attempt the results table shows, the earlier attempts' rows (folded: counted, not
+/// shown), rows dropped at the cap, and the pages.
+fn results_summary(base: &str, view: &JobView) -> Markup {
+    let summary = &view.result_summary;
+    let latest = summary.per_attempt.first();
+    let shown_total = latest.map(|l| l.1).unwrap_or(0) as u64;
+    let pages = shown_total.div_ceil(view.results_per_page.max(1)).max(1);
+    let page = view.results_page;
+    let link = |p: u64| format!("{base}/workers/{}?results_page={p}", view.job.id);
+    html! {
+        @if let Some((attempt, rows)) = latest {
+            @if summary.per_attempt.len() > 1 || *attempt > 1 {
+                p class="muted small" { "Attempt " (attempt) ": " (rows) " row(s)." }
+            }
+        }
+        @if summary.per_attempt.len() > 1 {
+            details class="small" {
+                summary { "Earlier attempts" }
+                ul {
+                    @for (attempt, rows) in summary.per_attempt.iter().skip(1) {
+                        li { "Attempt " (attempt) ": " (rows) " row(s), superseded." }
+                    }
+                }
+            }
+        }
+        @if summary.dropped > 0 {
+            p class="muted small" {
+                (summary.dropped) " row(s) were dropped: a job keeps at most "
+                (crate::store::MAX_RESULT_ROWS) "."
+            }
+        }
+        @if pages > 1 {
+            nav class="pager small" aria-label="Result pages" {
+                @if page > 1 { a href=(link(page - 1)) { "← Previous" } " " }
+                span class="muted" { "Page " (page) " of " (pages) }
+                @if page < pages { " " a href=(link(page + 1)) { "Next →" } }
+            }
+        }
+    }
 }
 
 /// Status, error, times and the actions the state allows. Replaced live on every state change.
