@@ -5,8 +5,8 @@
 //! compare-and-set on the current status (and, for a running job, on its attempt and node), so a
 //! late writer changes nothing.
 mod connect;
+mod driver;
 mod list;
-mod sql;
 
 use std::collections::HashMap;
 
@@ -23,8 +23,8 @@ use crate::error::{Error, Result};
 use crate::state::JobStatus;
 
 pub use connect::{connect, is_unavailable};
+use driver::Driver;
 pub use list::{COUNT_CAP, JobFilter};
-pub(crate) use sql::Sql;
 
 /// The newest log lines kept per job; older ones are deleted and counted in `log_dropped`.
 pub const MAX_LOG_LINES: i64 = 100_000;
@@ -89,13 +89,13 @@ pub struct Store {
     db: DatabaseConnection,
     read: DatabaseConnection,
     beat: DatabaseConnection,
-    sql: Sql,
+    driver: std::sync::Arc<dyn Driver>,
 }
 
 impl Store {
     /// Wraps a connection that is already migrated.
     pub fn new(db: DatabaseConnection) -> Self {
-        let sql = Sql::new(db.get_database_backend());
+        let driver = driver::for_backend(db.get_database_backend());
         let (read, beat) = match db.get_database_backend() {
             DbBackend::Sqlite => {
                 use sea_orm::sqlx::sqlite::SqlitePoolOptions;
@@ -128,7 +128,7 @@ impl Store {
             db,
             read,
             beat,
-            sql,
+            driver,
         }
     }
 
@@ -144,7 +144,7 @@ impl Store {
 
     /// Which database this is.
     pub fn backend(&self) -> DbBackend {
-        self.sql.backend()
+        self.driver.backend()
     }
 
     /// Inserts jobs on `conn` (the pool, a transaction of ours, or the caller's).
@@ -212,13 +212,8 @@ impl Store {
         channel: &str,
         payload: &str,
     ) -> Result<()> {
-        if self.backend() == DbBackend::Postgres {
-            conn.execute_raw(sea_orm::Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT pg_notify($1, $2)",
-                [channel.into(), payload.into()],
-            ))
-            .await?;
+        if let Some(stmt) = self.driver.notify(channel, payload) {
+            conn.execute_raw(stmt).await?;
         }
         Ok(())
     }
@@ -254,7 +249,7 @@ impl Store {
         retry_busy(|| async {
             let tx = self.db.begin().await?;
             let rows = tx
-                .query_all_raw(self.sql.claim(node, kinds, limit as u64, now))
+                .query_all_raw(self.driver.claim(node, kinds, limit as u64, now))
                 .await?;
             let mut jobs = rows
                 .iter()
@@ -287,7 +282,7 @@ impl Store {
         if kinds.is_empty() {
             return Ok(None);
         }
-        let row = self.db.query_one_raw(self.sql.next_due(kinds)).await?;
+        let row = self.db.query_one_raw(self.driver.next_due(kinds)).await?;
         Ok(match row {
             Some(r) => r.try_get_by_index::<Option<i64>>(0)?,
             None => None,
@@ -462,30 +457,29 @@ impl Store {
                 q.exec(&tx).await?;
                 written.progress.push((*job_id, *progress, text.clone()));
             }
-            for c in &batch.completions {
-                if let Some(done) = self.complete(&tx, c, now).await? {
-                    if let Some(line) = &c.log {
-                        let row = job_log::ActiveModel {
-                            id: NotSet,
-                            job_id: Set(c.job_id),
-                            attempt: Set(c.attempt),
-                            at: Set(now),
-                            line: Set(line.clone()),
-                        };
-                        written.logs.push(
-                            job_log::Entity::insert(row)
-                                .exec_with_returning(&tx)
-                                .await?,
-                        );
-                        self.count_log_lines(&tx, c.job_id, 1).await?;
-                    }
-                    written.completed.push(done);
-                } else {
-                    tracing::warn!(
-                        job_id = c.job_id,
-                        attempt = c.attempt,
-                        "completion dropped: the job was changed by someone else (rescued?)"
-                    );
+            let completed = self.complete_many(&tx, &batch.completions, now).await?;
+            let mut lines = Vec::new();
+            for (c, done) in completed {
+                if let Some(line) = &c.log {
+                    lines.push(job_log::ActiveModel {
+                        id: NotSet,
+                        job_id: Set(c.job_id),
+                        attempt: Set(c.attempt),
+                        at: Set(now),
+                        line: Set(line.clone()),
+                    });
+                }
+                written.completed.push(done);
+            }
+            if !lines.is_empty() {
+                let ids: Vec<i64> = lines.iter().map(|l| *l.job_id.as_ref()).collect();
+                written.logs.extend(
+                    job_log::Entity::insert_many(lines)
+                        .exec_with_returning(&tx)
+                        .await?,
+                );
+                for id in ids {
+                    self.count_log_lines(&tx, id, 1).await?;
                 }
             }
             tx.commit().await?;
@@ -514,7 +508,7 @@ impl Store {
         ids.dedup();
         let mut live = HashMap::new();
         for chunk in ids.chunks(1000) {
-            for row in tx.query_all_raw(self.sql.fences(chunk)).await? {
+            for row in tx.query_all_raw(self.driver.fences(chunk)).await? {
                 let id: i64 = row.try_get_by_index(0)?;
                 let attempt: i32 = row.try_get_by_index(1)?;
                 let locked_by: Option<String> = row.try_get_by_index(2)?;
@@ -613,7 +607,7 @@ impl Store {
 
     async fn count_log_lines<C: ConnectionTrait>(&self, tx: &C, job_id: i64, n: i64) -> Result<()> {
         let row = tx
-            .query_one_raw(self.sql.count_log_lines(job_id, n))
+            .query_one_raw(self.driver.count_log_lines(job_id, n))
             .await?;
         let total = match row {
             Some(r) => r.try_get_by_index::<i64>(0)?,
@@ -622,63 +616,109 @@ impl Store {
         let excess = total - MAX_LOG_LINES;
         // Trim in chunks rather than on every line: once over the cap by 1 %, cut back to it.
         if excess > MAX_LOG_LINES / 100 {
-            tx.execute_raw(self.sql.trim_logs(job_id, excess)).await?;
-            tx.execute_raw(self.sql.count_dropped(job_id, excess))
+            tx.execute_raw(self.driver.trim_logs(job_id, excess))
+                .await?;
+            tx.execute_raw(self.driver.count_dropped(job_id, excess))
                 .await?;
         }
         Ok(())
     }
 
-    async fn complete<C: ConnectionTrait>(
+    /// Ends a batch of attempts: one statement for the jobs, one for their attempt records
+    /// (per round: a job appears at most once in each). Returns each completion that landed.
+    async fn complete_many<'c, C: ConnectionTrait>(
         &self,
         tx: &C,
-        c: &Completion,
+        batch: &'c [Completion],
         now: i64,
-    ) -> Result<Option<Completed>> {
-        let row = tx.query_one_raw(self.sql.complete(c, now)).await?;
-        let Some(row) = row else { return Ok(None) };
-        let status: String = row.try_get_by_index(0)?;
-        let kind: String = row.try_get_by_index(1)?;
-        let error: Option<String> = row.try_get_by_index(2)?;
-        let status: JobStatus = status.parse().map_err(|e| Error::Corrupt(format!("{e}")))?;
-        let outcome = match status {
-            JobStatus::Killed => "killed",
-            JobStatus::Exception if c.status == JobStatus::Done => "error_rows",
-            _ => c.outcome,
-        };
-        if c.refund_attempt {
-            // The attempt runs again under the same number: what it reported goes.
-            let gone = job_result::Entity::delete_many()
-                .filter(job_result::Column::JobId.eq(c.job_id))
-                .filter(job_result::Column::Attempt.eq(c.attempt))
-                .exec(tx)
-                .await?;
-            if gone.rows_affected > 0 {
-                job::Entity::update_many()
-                    .col_expr(
-                        job::Column::ResultRows,
-                        Expr::col(job::Column::ResultRows).sub(gone.rows_affected as i64),
-                    )
-                    .filter(job::Column::Id.eq(c.job_id))
-                    .exec(tx)
+    ) -> Result<Vec<(&'c Completion, Completed)>> {
+        let mut landed = Vec::with_capacity(batch.len());
+        let mut rest: Vec<&Completion> = batch.iter().collect();
+        while !rest.is_empty() {
+            // One completion per job in a statement; a second one for the same job (a rescue
+            // racing the executor) goes in the next round and finds the job changed.
+            let mut seen = std::collections::HashSet::new();
+            let (round, later): (Vec<&Completion>, Vec<&Completion>) =
+                rest.into_iter().partition(|c| seen.insert(c.job_id));
+            rest = later;
+            let owned: Vec<Completion> = round.iter().map(|c| (*c).clone()).collect();
+            let mut changed: HashMap<i64, (JobStatus, String, Option<String>)> = HashMap::new();
+            for row in tx
+                .query_all_raw(self.driver.complete_many(&owned, now))
+                .await?
+            {
+                let id: i64 = row.try_get_by_index(0)?;
+                let status: String = row.try_get_by_index(1)?;
+                let status: JobStatus =
+                    status.parse().map_err(|e| Error::Corrupt(format!("{e}")))?;
+                changed.insert(
+                    id,
+                    (status, row.try_get_by_index(2)?, row.try_get_by_index(3)?),
+                );
+            }
+            let mut attempts = Vec::with_capacity(changed.len());
+            for c in round {
+                let Some((status, kind, error)) = changed.remove(&c.job_id) else {
+                    tracing::warn!(
+                        job_id = c.job_id,
+                        attempt = c.attempt,
+                        "completion dropped: the job was changed by someone else (rescued?)"
+                    );
+                    continue;
+                };
+                let outcome = match status {
+                    JobStatus::Killed => "killed",
+                    JobStatus::Exception if c.status == JobStatus::Done => "error_rows",
+                    _ => c.outcome,
+                };
+                if c.refund_attempt {
+                    self.forget_results(tx, c.job_id, c.attempt).await?;
+                }
+                attempts.push((c.job_id, c.attempt, outcome, error));
+                landed.push((
+                    c,
+                    Completed {
+                        job_id: c.job_id,
+                        kind,
+                        status,
+                    },
+                ));
+            }
+            if !attempts.is_empty() {
+                let rows: Vec<(i64, i32, &str, Option<&str>)> = attempts
+                    .iter()
+                    .map(|(id, a, o, e)| (*id, *a, *o, e.as_deref()))
+                    .collect();
+                tx.execute_raw(self.driver.finish_attempts(&rows, now))
                     .await?;
             }
         }
-        job_attempt::Entity::update_many()
-            .col_expr(job_attempt::Column::FinishedAt, Expr::value(now))
-            .col_expr(job_attempt::Column::Outcome, Expr::value(outcome))
-            .col_expr(job_attempt::Column::Error, Expr::value(error))
-            .filter(job_attempt::Column::JobId.eq(c.job_id))
-            .filter(job_attempt::Column::Attempt.eq(c.attempt))
-            // An attempt given back by a shutdown is numbered again: leave the closed row be.
-            .filter(job_attempt::Column::FinishedAt.is_null())
+        Ok(landed)
+    }
+
+    /// Removes what an attempt reported (it was given back and runs again under its number).
+    async fn forget_results<C: ConnectionTrait>(
+        &self,
+        tx: &C,
+        job_id: i64,
+        attempt: i32,
+    ) -> Result<()> {
+        let gone = job_result::Entity::delete_many()
+            .filter(job_result::Column::JobId.eq(job_id))
+            .filter(job_result::Column::Attempt.eq(attempt))
             .exec(tx)
             .await?;
-        Ok(Some(Completed {
-            job_id: c.job_id,
-            kind,
-            status,
-        }))
+        if gone.rows_affected > 0 {
+            job::Entity::update_many()
+                .col_expr(
+                    job::Column::ResultRows,
+                    Expr::col(job::Column::ResultRows).sub(gone.rows_affected as i64),
+                )
+                .filter(job::Column::Id.eq(job_id))
+                .exec(tx)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Records that `node` is alive (on its own connection), inserting its row if it is new or
@@ -686,38 +726,16 @@ impl Store {
     /// the database's time.
     pub(crate) async fn heartbeat(&self, me: &node::Model) -> Result<(bool, i64)> {
         retry_busy(|| async {
-            let now = self.sql.db_now();
             let row = self
                 .beat
-                .query_one_raw(self.sql.stmt_pub(
-                    &format!(
-                        "UPDATE nightshift_nodes SET heartbeat_at = {now} WHERE id = ? \
-                         RETURNING heartbeat_at"
-                    ),
-                    vec![me.id.clone().into()],
-                ))
+                .query_one_raw(self.driver.heartbeat(&me.id))
                 .await?;
             if let Some(row) = row {
                 return Ok((true, row.try_get_by_index::<i64>(0)?));
             }
             let row = self
                 .beat
-                .query_one_raw(self.sql.stmt_pub(
-                    &format!(
-                        "INSERT INTO nightshift_nodes \
-                         (id, hostname, pid, started_at, heartbeat_at, host, boot_id, version) \
-                         VALUES (?, ?, ?, ?, {now}, ?, ?, ?) RETURNING heartbeat_at"
-                    ),
-                    vec![
-                        me.id.clone().into(),
-                        me.hostname.clone().into(),
-                        me.pid.into(),
-                        me.started_at.into(),
-                        me.host.clone().into(),
-                        me.boot_id.clone().into(),
-                        me.version.clone().into(),
-                    ],
-                ))
+                .query_one_raw(self.driver.insert_node(me))
                 .await?
                 .ok_or_else(|| Error::Corrupt("heartbeat insert returned nothing".into()))?;
             Ok((false, row.try_get_by_index::<i64>(0)?))
@@ -745,13 +763,7 @@ impl Store {
     pub(crate) async fn silent_nodes(&self, timeout_ms: i64) -> Result<Vec<(String, i64)>> {
         let rows = self
             .beat
-            .query_all_raw(self.sql.stmt_pub(
-                &format!(
-                    "SELECT id, heartbeat_at FROM nightshift_nodes WHERE heartbeat_at < {} - ?",
-                    self.sql.db_now()
-                ),
-                vec![timeout_ms.into()],
-            ))
+            .query_all_raw(self.driver.silent_nodes(timeout_ms))
             .await?;
         rows.iter()
             .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
@@ -777,13 +789,8 @@ impl Store {
     pub(crate) async fn rescue_turn(&self) -> Result<Option<sea_orm::DatabaseTransaction>> {
         // On the main pool: the heartbeat's own connection stays free for the reaping.
         let tx = self.db.begin().await?;
-        if self.backend() == DbBackend::Postgres {
-            let row = tx
-                .query_one_raw(
-                    self.sql
-                        .stmt_pub("SELECT pg_try_advisory_xact_lock(7418209338)", vec![]),
-                )
-                .await?;
+        if let Some(lock) = self.driver.rescue_lock() {
+            let row = tx.query_one_raw(lock).await?;
             let got = match row {
                 Some(r) => r.try_get_by_index::<bool>(0)?,
                 None => false,
@@ -798,7 +805,7 @@ impl Store {
 
     /// Running or aborting jobs whose node has no row any more: their worker is gone.
     pub(crate) async fn orphans<C: ConnectionTrait>(&self, conn: &C) -> Result<Vec<job::Model>> {
-        let rows = conn.query_all_raw(self.sql.orphans()).await?;
+        let rows = conn.query_all_raw(self.driver.orphans()).await?;
         Ok(rows
             .iter()
             .map(|r| job::Model::from_query_result(r, ""))

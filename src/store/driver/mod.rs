@@ -1,0 +1,264 @@
+//! The database drivers: the statements each database gets, behind one small interface (after
+//! River's `riverdriver`). The [`Store`](super::Store) runs them; a driver only says how each
+//! step is spelled where the databases differ: claiming a batch (`SKIP LOCKED` on PostgreSQL),
+//! completing a batch in one statement (`json_to_recordset` / `json_each`), fencing reports,
+//! the database clock, one rescuer per round, and notifications.
+//!
+//! Statements are written with `?` placeholders; PostgreSQL's driver numbers them. State names
+//! are literals, not parameters, so the planner can match the partial indexes.
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+
+use sea_orm::{DbBackend, Statement, Value};
+
+use super::Completion;
+
+/// What differs between the databases, as statements.
+pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
+    /// Which database this drives.
+    fn backend(&self) -> DbBackend;
+
+    /// A statement written with `?` placeholders, spelled for this database.
+    fn stmt(&self, sql: &str, values: Vec<Value>) -> Statement;
+
+    /// The database's clock, in milliseconds since the epoch, as an SQL expression.
+    fn now_sql(&self) -> &'static str;
+
+    /// How the claim's inner select locks the rows it picks ("" where one writer is enough).
+    fn claim_lock(&self) -> &'static str;
+
+    /// How the completer's fence locks the rows it reads ("" where one writer is enough).
+    fn fence_lock(&self) -> &'static str;
+
+    /// The completions of a batch (one per job) as rows `c(id, attempt, node, status, error,
+    /// run_at, finished, refund, done)`, from one JSON parameter.
+    fn completion_rows(&self) -> &'static str;
+
+    /// Attempt results as rows `c(id, attempt, outcome, error)`, from one JSON parameter.
+    fn attempt_rows(&self) -> &'static str;
+
+    /// Taken at the start of a rescue round's transaction: `true` if this node does the round.
+    /// `None`: no lock needed (SQLite has one writer).
+    fn rescue_lock(&self) -> Option<Statement> {
+        None
+    }
+
+    /// A notification to other processes on `channel`, delivered at commit. `None`: this
+    /// database has none (other processes notice by polling `data_version`).
+    fn notify(&self, _channel: &str, _payload: &str) -> Option<Statement> {
+        None
+    }
+
+    /// Moves up to `limit` due jobs of `kinds` to `running` for `node`, oldest due first; an
+    /// attempt starts with its own progress and error count.
+    fn claim(&self, node: &str, kinds: &[String], limit: u64, now: i64) -> Statement {
+        let sql = format!(
+            "UPDATE nightshift_jobs SET status = 'running', attempt = attempt + 1, \
+             started_at = ?, updated_at = ?, finished_at = NULL, locked_by = ?, \
+             progress = 0, progress_text = NULL, error_rows = 0 \
+             WHERE id IN (SELECT id FROM nightshift_jobs \
+               WHERE status IN ('new', 'scheduled') AND run_at <= ? AND kind IN ({}) \
+               ORDER BY run_at, id LIMIT ?{}) \
+             AND status IN ('new', 'scheduled') \
+             RETURNING *",
+            placeholders(kinds.len()),
+            self.claim_lock()
+        );
+        let mut values: Vec<Value> = vec![now.into(), now.into(), node.into(), now.into()];
+        values.extend(kinds.iter().map(|k| Value::from(k.as_str())));
+        values.push((limit as i64).into());
+        self.stmt(&sql, values)
+    }
+
+    /// The earliest `run_at` among waiting jobs of `kinds`, and the database's time.
+    fn next_due(&self, kinds: &[String]) -> Statement {
+        let sql = format!(
+            "SELECT MIN(run_at) FROM nightshift_jobs \
+             WHERE status IN ('new', 'scheduled') AND kind IN ({})",
+            placeholders(kinds.len())
+        );
+        self.stmt(
+            &sql,
+            kinds.iter().map(|k| Value::from(k.as_str())).collect(),
+        )
+    }
+
+    /// Ends (or requeues) a batch of attempts in one statement, each only if its job is still
+    /// that attempt on that node. A job marked `aborting` ends `killed` whatever the handler
+    /// returned; a handler that returned Ok but reported error rows ends in `exception`.
+    /// Returns `id, status, kind, error` of each job that changed.
+    fn complete_many(&self, batch: &[Completion], now: i64) -> Statement {
+        let rows: Vec<serde_json::Value> = batch
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "id": c.job_id,
+                    "attempt": c.attempt,
+                    "node": c.node,
+                    "status": c.status.as_str(),
+                    "error": c.error,
+                    "run_at": c.run_at,
+                    "finished": c.status.is_finished(),
+                    "refund": c.refund_attempt as i32,
+                    "done": c.status == crate::JobStatus::Done,
+                })
+            })
+            .collect();
+        let j = "nightshift_jobs";
+        let sql = format!(
+            "UPDATE {j} SET \
+             status = CASE WHEN {j}.status = 'aborting' THEN 'killed' \
+               WHEN c.done AND {j}.error_rows > 0 THEN 'exception' ELSE c.status END, \
+             error = CASE WHEN {j}.status = 'aborting' THEN NULL \
+               WHEN c.done AND {j}.error_rows > 0 \
+               THEN CAST({j}.error_rows AS TEXT) || ' result row(s) reported errors' \
+               ELSE c.error END, \
+             attempt = CASE WHEN {j}.status = 'aborting' THEN {j}.attempt \
+               ELSE {j}.attempt - c.refund END, \
+             run_at = CASE WHEN {j}.status = 'aborting' THEN {j}.run_at \
+               ELSE COALESCE(c.run_at, {j}.run_at) END, \
+             finished_at = CASE WHEN {j}.status = 'aborting' OR c.finished THEN ? ELSE NULL END, \
+             progress = CASE WHEN {j}.status = 'running' AND c.done THEN 100 \
+               ELSE {j}.progress END, \
+             updated_at = ? \
+             FROM {rows} \
+             WHERE {j}.id = c.id AND {j}.attempt = c.attempt AND {j}.locked_by = c.node \
+             AND {j}.status IN ('running', 'aborting') \
+             RETURNING {j}.id, {j}.status, {j}.kind, {j}.error",
+            rows = self.completion_rows()
+        );
+        let json = serde_json::Value::Array(rows).to_string();
+        // Placeholders in text order: finished_at, updated_at, then the rows.
+        self.stmt(&sql, vec![now.into(), now.into(), json.into()])
+    }
+
+    /// Closes a batch of attempt records (`job, attempt, outcome, error`) in one statement. An
+    /// attempt given back by a shutdown is numbered again: a closed row is left be.
+    fn finish_attempts(&self, rows: &[(i64, i32, &str, Option<&str>)], now: i64) -> Statement {
+        let json: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(id, attempt, outcome, error)| {
+                serde_json::json!({"id": id, "attempt": attempt, "outcome": outcome, "error": error})
+            })
+            .collect();
+        let a = "nightshift_job_attempts";
+        let sql = format!(
+            "UPDATE {a} SET finished_at = ?, outcome = c.outcome, error = c.error \
+             FROM {rows} \
+             WHERE {a}.job_id = c.id AND {a}.attempt = c.attempt AND {a}.finished_at IS NULL",
+            rows = self.attempt_rows()
+        );
+        // Placeholders in text order: finished_at, then the rows.
+        self.stmt(
+            &sql,
+            vec![
+                now.into(),
+                serde_json::Value::Array(json).to_string().into(),
+            ],
+        )
+    }
+
+    /// The state of the jobs `ids` as a completer's fence sees it (locked where the database
+    /// needs it, in id order, until the transaction ends).
+    fn fences(&self, ids: &[i64]) -> Statement {
+        self.stmt(
+            &format!(
+                "SELECT id, attempt, locked_by, status FROM nightshift_jobs \
+                 WHERE id IN ({}) ORDER BY id{}",
+                placeholders(ids.len()),
+                self.fence_lock()
+            ),
+            ids.iter().map(|id| Value::from(*id)).collect(),
+        )
+    }
+
+    /// Running jobs whose node has no row: their worker is gone.
+    fn orphans(&self) -> Statement {
+        self.stmt(
+            "SELECT * FROM nightshift_jobs WHERE status IN ('running', 'aborting') \
+             AND (locked_by IS NULL OR locked_by NOT IN (SELECT id FROM nightshift_nodes))",
+            vec![],
+        )
+    }
+
+    /// Renews `node`'s heartbeat at the database's time; returns that time.
+    fn heartbeat(&self, node: &str) -> Statement {
+        self.stmt(
+            &format!(
+                "UPDATE nightshift_nodes SET heartbeat_at = {} WHERE id = ? \
+                 RETURNING heartbeat_at",
+                self.now_sql()
+            ),
+            vec![node.into()],
+        )
+    }
+
+    /// Inserts a node row with a heartbeat at the database's time; returns that time.
+    fn insert_node(&self, n: &crate::entity::node::Model) -> Statement {
+        self.stmt(
+            &format!(
+                "INSERT INTO nightshift_nodes \
+                 (id, hostname, pid, started_at, heartbeat_at, host, boot_id, version) \
+                 VALUES (?, ?, ?, ?, {}, ?, ?, ?) RETURNING heartbeat_at",
+                self.now_sql()
+            ),
+            vec![
+                n.id.clone().into(),
+                n.hostname.clone().into(),
+                n.pid.into(),
+                n.started_at.into(),
+                n.host.clone().into(),
+                n.boot_id.clone().into(),
+                n.version.clone().into(),
+            ],
+        )
+    }
+
+    /// Nodes whose heartbeat is older than `timeout_ms` on the database's clock.
+    fn silent_nodes(&self, timeout_ms: i64) -> Statement {
+        self.stmt(
+            &format!(
+                "SELECT id, heartbeat_at FROM nightshift_nodes WHERE heartbeat_at < {} - ?",
+                self.now_sql()
+            ),
+            vec![timeout_ms.into()],
+        )
+    }
+
+    fn count_log_lines(&self, job_id: i64, n: i64) -> Statement {
+        self.stmt(
+            "UPDATE nightshift_jobs SET log_lines = log_lines + ? WHERE id = ? RETURNING log_lines",
+            vec![n.into(), job_id.into()],
+        )
+    }
+
+    fn trim_logs(&self, job_id: i64, excess: i64) -> Statement {
+        self.stmt(
+            "DELETE FROM nightshift_job_logs WHERE job_id = ? AND id IN \
+             (SELECT id FROM nightshift_job_logs WHERE job_id = ? ORDER BY id LIMIT ?)",
+            vec![job_id.into(), job_id.into(), excess.into()],
+        )
+    }
+
+    fn count_dropped(&self, job_id: i64, excess: i64) -> Statement {
+        self.stmt(
+            "UPDATE nightshift_jobs SET log_lines = log_lines - ?, log_dropped = log_dropped + ? \
+             WHERE id = ?",
+            vec![excess.into(), excess.into(), job_id.into()],
+        )
+    }
+}
+
+/// The driver for a database.
+pub(crate) fn for_backend(backend: DbBackend) -> Arc<dyn Driver> {
+    match backend {
+        DbBackend::Postgres => Arc::new(postgres::Postgres),
+        _ => Arc::new(sqlite::Sqlite),
+    }
+}
+
+pub(crate) fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}

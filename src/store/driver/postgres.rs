@@ -1,0 +1,85 @@
+//! PostgreSQL: several nodes claim from one table, so claims skip rows another claim holds and
+//! the completer's fence locks its rows in id order; batches arrive as one JSON parameter
+//! unpacked by `json_to_recordset`; one node per round rescues (an advisory lock); inserts and
+//! aborts `NOTIFY` the other nodes.
+use sea_orm::{DbBackend, Statement, Value};
+
+use super::Driver;
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Postgres;
+
+/// The advisory lock that makes one node per round the rescuer.
+const RESCUE_LOCK: i64 = 7_418_209_338;
+
+impl Driver for Postgres {
+    fn backend(&self) -> DbBackend {
+        DbBackend::Postgres
+    }
+
+    fn stmt(&self, sql: &str, values: Vec<Value>) -> Statement {
+        Statement::from_sql_and_values(DbBackend::Postgres, numbered(sql), values)
+    }
+
+    fn now_sql(&self) -> &'static str {
+        "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT"
+    }
+
+    fn claim_lock(&self) -> &'static str {
+        " FOR UPDATE SKIP LOCKED"
+    }
+
+    fn fence_lock(&self) -> &'static str {
+        " FOR UPDATE"
+    }
+
+    fn completion_rows(&self) -> &'static str {
+        "json_to_recordset(?::json) AS c(id BIGINT, attempt INT, node TEXT, status TEXT, \
+         error TEXT, run_at BIGINT, finished BOOLEAN, refund INT, done BOOLEAN)"
+    }
+
+    fn attempt_rows(&self) -> &'static str {
+        "json_to_recordset(?::json) AS c(id BIGINT, attempt INT, outcome TEXT, error TEXT)"
+    }
+
+    fn rescue_lock(&self) -> Option<Statement> {
+        Some(self.stmt(
+            "SELECT pg_try_advisory_xact_lock(?)",
+            vec![RESCUE_LOCK.into()],
+        ))
+    }
+
+    fn notify(&self, channel: &str, payload: &str) -> Option<Statement> {
+        Some(self.stmt(
+            "SELECT pg_notify(?, ?)",
+            vec![channel.into(), payload.into()],
+        ))
+    }
+}
+
+/// `?` → `$1`, `$2`, … (our statements have no `?` inside literals).
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for ch in sql.chars() {
+        if ch == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn numbers_placeholders() {
+        assert_eq!(
+            super::numbered("a = ? AND b IN (?, ?)"),
+            "a = $1 AND b IN ($2, $3)"
+        );
+    }
+}

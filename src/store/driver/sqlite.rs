@@ -1,0 +1,44 @@
+//! SQLite: one writer at a time, so claims need no row locks; batches arrive as one JSON
+//! parameter unpacked by `json_each`; no notifications (other processes watch `data_version`).
+use sea_orm::{DbBackend, Statement, Value};
+
+use super::Driver;
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sqlite;
+
+impl Driver for Sqlite {
+    fn backend(&self) -> DbBackend {
+        DbBackend::Sqlite
+    }
+
+    fn stmt(&self, sql: &str, values: Vec<Value>) -> Statement {
+        Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
+    }
+
+    fn now_sql(&self) -> &'static str {
+        "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
+    }
+
+    fn claim_lock(&self) -> &'static str {
+        ""
+    }
+
+    fn fence_lock(&self) -> &'static str {
+        ""
+    }
+
+    fn completion_rows(&self) -> &'static str {
+        "(SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.attempt') AS attempt, \
+          json_extract(value, '$.node') AS node, json_extract(value, '$.status') AS status, \
+          json_extract(value, '$.error') AS error, json_extract(value, '$.run_at') AS run_at, \
+          json_extract(value, '$.finished') AS finished, json_extract(value, '$.refund') AS refund, \
+          json_extract(value, '$.done') AS done FROM json_each(?)) AS c"
+    }
+
+    fn attempt_rows(&self) -> &'static str {
+        "(SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.attempt') AS attempt, \
+          json_extract(value, '$.outcome') AS outcome, json_extract(value, '$.error') AS error \
+          FROM json_each(?)) AS c"
+    }
+}
