@@ -50,8 +50,16 @@ impl ResultCell {
 
 /// The runtime stopped taking reports (it is shutting down and has flushed).
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("the worker is no longer accepting reports for this job")]
+#[error(
+    "the worker is no longer accepting reports for this job (it stopped, or nothing could be \
+     written for 30 s: is a database transaction held open while reporting?)"
+)]
 pub struct ReportClosed;
+
+/// How long a report may wait for room in the queue before the handler is told it failed.
+/// Bounded so that a handler holding the database connection while the queue is full (its
+/// reports waiting on the very connection it holds) fails instead of waiting for ever.
+const REPORT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Handed to every handler call. Cheap to clone; clones report for the same job.
 ///
@@ -184,7 +192,10 @@ impl JobContext {
 
     async fn send(&self, op: WriteOp) -> Result<(), ReportClosed> {
         // A bounded channel: a handler that reports faster than the database takes it waits here.
-        self.inner.tx.send(op).await.map_err(|_| ReportClosed)
+        match tokio::time::timeout(REPORT_WAIT, self.inner.tx.send(op)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) | Err(_) => Err(ReportClosed),
+        }
     }
 }
 

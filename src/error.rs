@@ -53,6 +53,13 @@ pub enum Error {
         /// What the driver said.
         cause: String,
     },
+    /// On SQLite, the engine's one write connection stayed taken: usually by a transaction of
+    /// the caller's, inside which a call other than `insert_in(&txn, …)` was made.
+    #[error(
+        "the database connection is held by an open transaction: on SQLite, Nightshift writes \
+         through one connection; inside your transaction use insert_in(&txn, …), or commit first"
+    )]
+    ConnectionHeld,
     /// A row in the database could not be read (corrupt or written by a newer version).
     #[error("corrupt job data: {0}")]
     Corrupt(String),

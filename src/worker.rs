@@ -371,7 +371,8 @@ impl Worker {
             tx.commit().await?;
             Ok(out)
         })
-        .await?;
+        .await
+        .map_err(|e| self.explain(e))?;
         self.shared.wake.notify_one();
         self.announce(inserted)
     }
@@ -404,6 +405,19 @@ impl Worker {
     /// Wakes the scheduler to look for due jobs now.
     pub fn wake(&self) {
         self.shared.wake.notify_one();
+    }
+
+    /// On SQLite the engine writes through one connection: a caller's transaction open on it
+    /// makes a call that needs it wait for itself. Say so rather than "pool timed out".
+    fn explain(&self, e: Error) -> Error {
+        match e {
+            Error::Database(sea_orm::DbErr::ConnectionAcquire(_))
+                if self.shared.store.backend() == sea_orm::DbBackend::Sqlite =>
+            {
+                Error::ConnectionHeld
+            }
+            other => other,
+        }
     }
 
     fn prepare(&self, jobs: Vec<NewJob>) -> Result<Vec<JobInsert>> {

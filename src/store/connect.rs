@@ -28,8 +28,11 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection> {
         // "database unavailable" rather than hanging.
         .acquire_timeout(Duration::from_secs(10));
     if url.starts_with("sqlite:") {
+        // One writer: a caller's transaction holding it makes other writes wait, so the wait is
+        // short and then explained (`Error::ConnectionHeld`) rather than endless.
         opts.max_connections(1)
             .min_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
             .idle_timeout(None::<Duration>)
             .max_lifetime(None::<Duration>)
             .after_connect(|conn| {

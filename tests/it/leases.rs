@@ -315,3 +315,23 @@ async fn the_job_page_pages_through_the_latest_attempts_results() {
         .await;
     assert_eq!(status, 400);
 }
+
+/// SQLite only: a call that needs the engine's one write connection, made inside a caller's
+/// transaction on it, says why it cannot go on instead of waiting for itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_inside_a_held_sqlite_transaction_says_why() {
+    use sea_orm::TransactionTrait;
+    let db = TestDb::sqlite();
+    let worker = builder(&db).build().await.unwrap();
+    register(&worker);
+    let tx = worker.store().connection().begin().await.unwrap();
+    let err = worker.enqueue("Work", &json!({})).await.unwrap_err();
+    assert!(matches!(err, nightshift::Error::ConnectionHeld), "{err}");
+    assert!(err.to_string().contains("insert_in"), "{err}");
+    // The way that works: inside the transaction, on it.
+    worker
+        .insert_in(&tx, nightshift::NewJob::new("Work", &json!({})).unwrap())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
