@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use nightshift::{JobStatus, NewJob};
+use sea_orm::ConnectionTrait;
 use serde_json::json;
 
 /// Other files' PostgreSQL tests create their database here; the machinery is shared with
@@ -68,4 +69,68 @@ async fn two_nodes_share_one_postgres_queue_and_every_job_runs_once() {
 
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// Three nodes drain 5,000 jobs while every one of their database connections is killed
+/// (`pg_terminate_backend`) mid-run: every job runs exactly once and ends `done`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_drain_five_thousand_jobs_exactly_once_through_killed_connections() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let mut nodes = Vec::new();
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let w = builder(&db).concurrency(8).build().await.unwrap();
+        runs.push(register(&w));
+        nodes.push(w);
+    }
+    let jobs = (0..5000)
+        .map(|_| NewJob::new("Work", &json!({})).unwrap())
+        .collect();
+    let ids: Vec<i64> = nodes[0]
+        .insert_many(jobs)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    for n in &nodes {
+        n.start().await.unwrap();
+    }
+    // Once the drain is under way, kill every connection to this database but our own.
+    let name = db.url.rsplit('/').next().unwrap().to_owned();
+    let admin = sea_orm::Database::connect(crate::helpers::pg_admin_url())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while runs.iter().map(|r| r.total()).sum::<usize>() < 500 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the drain never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for _ in 0..3 {
+        admin
+            .execute_unprepared(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+            ))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let _ = admin.close().await;
+    for id in &ids {
+        let job = finished(&nodes[0], *id).await;
+        assert_eq!(job.status, JobStatus::Done, "{job:?}");
+    }
+    for id in &ids {
+        let n: u32 = runs.iter().map(|r| r.count(*id)).sum();
+        assert_eq!(n, 1, "job {id} ran {n} times");
+    }
+    for n in &nodes {
+        n.shutdown().await;
+    }
 }
