@@ -19,6 +19,31 @@
 //!
 //! The store applies every transition as a compare-and-set (`UPDATE … WHERE id = ? AND status IN
 //! (…)`), so a late writer, say a completion arriving after a rescue, changes nothing.
+//!
+//! # Guarantees, and their limits
+//!
+//! - **Claimed once.** A waiting job moves to `running` for exactly one node per attempt (one
+//!   statement; `FOR UPDATE SKIP LOCKED` on PostgreSQL, one writer on SQLite).
+//! - **Fenced attempts.** Every write an attempt makes — progress, log lines, result rows,
+//!   error counts, its completion — lands only while the job is still that attempt on that node
+//!   (`id`, `attempt`, `locked_by`, status `running`/`aborting`). A stale attempt's writes are
+//!   dropped. Log lines and result rows carry their attempt; a claim resets the attempt's
+//!   progress and error count, and an attempt given back by a shutdown loses its result rows.
+//! - **Leases.** A node's heartbeat (on a connection of its own, stamped with the database's
+//!   clock) renews its lease. A node that could not renew it for `node_timeout − 2 ×
+//!   heartbeat_interval` tells its handlers to stop, stops them by force one heartbeat interval
+//!   later, gives their jobs back and claims nothing until it renews. Other nodes reap it only
+//!   after its heartbeat has been `node_timeout` old for two of their rounds. So a slow or
+//!   frozen node's handler does not run beside the attempt that replaces it — as long as the
+//!   handler yields to the runtime: a handler blocking its thread cannot be stopped, and its
+//!   *writes* are still fenced, but what it does outside Nightshift (an email sent) is not.
+//! - **At least once.** A job whose node dies, freezes past its lease or is shut down mid-run
+//!   runs again (a rescue uses an attempt; a shutdown gives it back). A handler must therefore
+//!   be idempotent for its side effects outside the database: check before acting, or key its
+//!   effects by job id and attempt ([`crate::JobContext::job_id`], `attempt`).
+//! - **Nothing stays `running`.** A job is finished by its handler, by the abort grace period, by
+//!   its timeout, by a shutdown (back to `new`), or by the rescue of a dead node. A completion
+//!   the database refuses is retried alone, then ended plainly by maintenance.
 use std::fmt;
 use std::str::FromStr;
 
