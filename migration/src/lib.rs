@@ -8,6 +8,7 @@ mod m20261129_000001_create_jobs;
 mod m20261129_000002_create_operators;
 mod m20261129_000003_add_job_search;
 mod m20261129_000004_engine_v2;
+mod m20261129_000005_claim_index;
 
 /// Applies every Nightshift migration in order.
 ///
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000002_create_operators::Migration),
             Box::new(m20261129_000003_add_job_search::Migration),
             Box::new(m20261129_000004_engine_v2::Migration),
+            Box::new(m20261129_000005_claim_index::Migration),
         ]
     }
 

@@ -29,6 +29,10 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
     /// How the claim's inner select locks the rows it picks ("" where one writer is enough).
     fn claim_lock(&self) -> &'static str;
 
+    /// How the claim names the partial index of waiting jobs in claim order, where the planner
+    /// needs telling ("" where it finds it by itself).
+    fn due_index(&self) -> &'static str;
+
     /// How the completer's fence locks the rows it reads ("" where one writer is enough).
     fn fence_lock(&self) -> &'static str;
 
@@ -58,11 +62,12 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
             "UPDATE nightshift_jobs SET status = 'running', attempt = attempt + 1, \
              started_at = ?, updated_at = ?, finished_at = NULL, locked_by = ?, \
              progress = 0, progress_text = NULL, error_rows = 0 \
-             WHERE id IN (SELECT id FROM nightshift_jobs \
+             WHERE id IN (SELECT id FROM nightshift_jobs{} \
                WHERE status IN ('new', 'scheduled') AND run_at <= ? AND kind IN ({}) \
                ORDER BY run_at, id LIMIT ?{}) \
              AND status IN ('new', 'scheduled') \
              RETURNING *",
+            self.due_index(),
             placeholders(kinds.len()),
             self.claim_lock()
         );
@@ -72,11 +77,12 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
         self.stmt(&sql, values)
     }
 
-    /// The earliest `run_at` among waiting jobs of `kinds`, and the database's time.
+    /// The earliest `run_at` among waiting jobs of `kinds`.
     fn next_due(&self, kinds: &[String]) -> Statement {
         let sql = format!(
-            "SELECT MIN(run_at) FROM nightshift_jobs \
+            "SELECT MIN(run_at) FROM nightshift_jobs{} \
              WHERE status IN ('new', 'scheduled') AND kind IN ({})",
+            self.due_index(),
             placeholders(kinds.len())
         );
         self.stmt(

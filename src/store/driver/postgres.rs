@@ -29,6 +29,10 @@ impl Driver for Postgres {
         " FOR UPDATE SKIP LOCKED"
     }
 
+    fn due_index(&self) -> &'static str {
+        ""
+    }
+
     fn fence_lock(&self) -> &'static str {
         " FOR UPDATE"
     }

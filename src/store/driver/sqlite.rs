@@ -24,6 +24,11 @@ impl Driver for Sqlite {
         ""
     }
 
+    fn due_index(&self) -> &'static str {
+        // Without statistics SQLite prefers (status, run_at) and sorts every waiting job.
+        " INDEXED BY nightshift_jobs_due"
+    }
+
     fn fence_lock(&self) -> &'static str {
         ""
     }
