@@ -235,6 +235,8 @@ impl WorkerBuilder {
             clock: crate::clock::Clock::new(self.clock_skew),
             lease,
             unwritten: Mutex::new(Vec::new()),
+            // Unknown until jobs have run: no buffering before then.
+            recent_job_us: std::sync::atomic::AtomicU64::new(u64::MAX),
             writer: tx,
             writer_rx: Mutex::new(Some(rx)),
             wake: Notify::new(),

@@ -36,7 +36,9 @@ enum Ended {
 }
 
 pub(crate) async fn run(shared: Arc<Shared>, job: job::Model, permit: OwnedSemaphorePermit) {
+    let began = std::time::Instant::now();
     let completion = execute(&shared, &job).await;
+    shared.note_duration(began.elapsed());
     if shared
         .writer
         .send(WriteOp::Complete(completion))

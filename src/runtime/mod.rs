@@ -88,6 +88,9 @@ pub(crate) struct Shared {
     pub lease: lease::Lease,
     /// Completions the completer could not store, with why: maintenance ends them plainly.
     pub unwritten: Mutex<Vec<(crate::store::Completion, String)>>,
+    /// How long jobs here take, lately (a moving average, microseconds): the scheduler
+    /// buffers claimed jobs only while they are short.
+    pub recent_job_us: std::sync::atomic::AtomicU64,
     /// Reports and completions go to the completer through here. Bounded: a handler reporting
     /// faster than the database takes it waits.
     pub writer: mpsc::Sender<WriteOp>,
@@ -113,6 +116,27 @@ pub(crate) struct Tasks {
 }
 
 impl Shared {
+    /// Adds one job's duration to the moving average.
+    pub fn note_duration(&self, d: Duration) {
+        use std::sync::atomic::Ordering;
+        let us = d.as_micros().min(u64::MAX as u128) as u64;
+        let old = self.recent_job_us.load(Ordering::Relaxed);
+        let new = if old == u64::MAX { us } else { old - old / 8 + us / 8 };
+        self.recent_job_us.store(new, Ordering::Relaxed);
+    }
+
+    /// How many claimed jobs may wait here for a slot: none while jobs are long (they would
+    /// be better started by another node), up to `concurrency` (at least 16) while they take
+    /// under 50 ms.
+    pub fn buffer_size(&self) -> usize {
+        let us = self.recent_job_us.load(std::sync::atomic::Ordering::Relaxed);
+        if us < 50_000 {
+            self.config.concurrency.max(16)
+        } else {
+            0
+        }
+    }
+
     pub fn kind(&self, name: &str) -> Option<JobKind> {
         self.kinds
             .read()

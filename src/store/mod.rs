@@ -1063,3 +1063,18 @@ fn is_busy(e: &DbErr) -> bool {
     let s = e.to_string();
     s.contains("database is locked") || s.contains("SQLITE_BUSY") || s.contains("(code: 5)")
 }
+
+impl Store {
+    /// The statement the scheduler claims with (for `nightshift bench`: its bare-SQL ceiling
+    /// claims with exactly this shape).
+    #[doc(hidden)]
+    pub(crate) fn claim_statement(
+        &self,
+        node: &str,
+        kinds: &[String],
+        limit: u64,
+        now: i64,
+    ) -> sea_orm::Statement {
+        self.driver.claim(node, kinds, limit, now)
+    }
+}
