@@ -32,6 +32,8 @@ pub(crate) struct Clock {
     skew_ms: i64,
     /// Database time minus this host's time, as last measured.
     offset_ms: std::sync::atomic::AtomicI64,
+    /// When (local time) the offset was last measured; 0: never.
+    learned_at: std::sync::atomic::AtomicI64,
 }
 
 impl Clock {
@@ -39,6 +41,7 @@ impl Clock {
         Clock {
             skew_ms,
             offset_ms: std::sync::atomic::AtomicI64::new(0),
+            learned_at: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -58,6 +61,14 @@ impl Clock {
         let local = sent + (received - sent) / 2;
         self.offset_ms
             .store(db_now - local, std::sync::atomic::Ordering::Relaxed);
+        self.learned_at
+            .store(received, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the offset was measured within the last `max_age_ms`.
+    pub fn is_fresh(&self, max_age_ms: i64) -> bool {
+        let at = self.learned_at.load(std::sync::atomic::Ordering::Relaxed);
+        at != 0 && self.local() - at < max_age_ms
     }
 }
 

@@ -93,14 +93,19 @@ enum Command {
         #[command(flatten)]
         db: Db,
     },
-    /// Measure enqueue, run and scheduling speed (a fresh SQLite file unless --database-url).
+    /// Measure what users with a backlog see: drain, enqueue, pickup and schedule latency, the
+    /// admin under load, SSE fan-out, memory (issue "Performance").
     Bench {
-        /// `sqlite://…` or `postgres://…`; jobs it creates are removed afterwards.
+        /// `sqlite://…` (fresh files next to it) or `postgres://…` (fresh databases on that
+        /// server); everything the bench creates is removed afterwards. Default: the temp dir.
         #[arg(long, env = "NIGHTSHIFT_BENCH_DATABASE_URL")]
         database_url: Option<String>,
-        /// Print JSON.
+        /// Print one JSON object whose keys are the figure names.
         #[arg(long)]
         json: bool,
+        /// The backlog drained (and the jobs in the table for the admin figure).
+        #[arg(long, default_value_t = 100_000)]
+        jobs: u64,
     },
     /// Manage operators.
     Operator {
@@ -162,13 +167,19 @@ enum TokenCommand {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The bench's progress line and figures are its output: only errors are logged by default.
+    let default_filter = match cli.command {
+        Command::Bench { .. } => "error",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse()).await {
+    match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("nightshift: {e:#}");
@@ -245,17 +256,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             nightshift::store::connect(&db.database_url).await?;
             eprintln!("migrations applied");
         }
-        Command::Bench { database_url, json } => {
-            let figures = nightshift::bench::run(database_url.as_deref()).await?;
+        Command::Bench {
+            database_url,
+            json,
+            jobs,
+        } => {
+            let opts = nightshift::bench::Options {
+                database_url,
+                ..nightshift::bench::Options::new(jobs)
+            };
+            let report = nightshift::bench::run(&opts).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&figures)?);
+                println!("{}", serde_json::to_string_pretty(&report.to_json())?);
             } else {
-                for f in figures {
-                    println!(
-                        "{:<45} {:>12.1} {:<8} {}",
-                        f.name, f.value, f.unit, f.detail
-                    );
-                }
+                print!("{}", report.table());
             }
         }
         Command::Operator {

@@ -362,6 +362,7 @@ impl Worker {
     /// Creates many jobs in one transaction: all or none.
     pub async fn insert_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Job>> {
         let rows = self.prepare(jobs)?;
+        self.sync_clock().await;
         let db = self.shared.store.connection();
         let inserted = store::retry_busy(|| async {
             let tx = db.begin().await?;
@@ -395,6 +396,7 @@ impl Worker {
     /// ```
     pub async fn insert_in<C: ConnectionTrait>(&self, conn: &C, job: NewJob) -> Result<Job> {
         let rows = self.prepare(vec![job])?;
+        self.sync_clock().await;
         let inserted = self
             .shared
             .store
@@ -419,6 +421,25 @@ impl Worker {
                 Error::ConnectionHeld
             }
             other => other,
+        }
+    }
+
+    /// Keeps this process's clock in step with the database's even when it only enqueues (a
+    /// started runtime does it at every heartbeat): a host clock that is off would otherwise
+    /// delay or advance every job it inserts to run "now".
+    async fn sync_clock(&self) {
+        if self.shared.clock.is_fresh(60_000) {
+            return;
+        }
+        let sent = self.shared.clock.local();
+        match self.shared.store.db_now().await {
+            Ok(db_now) => {
+                let received = self.shared.clock.local();
+                if received - sent < 250 {
+                    self.shared.clock.learn(db_now, sent, received);
+                }
+            }
+            Err(e) => tracing::debug!("could not read the database's clock: {e}"),
         }
     }
 

@@ -246,10 +246,7 @@ async fn ceiling_loop(worker: &Worker, depth: u64, progress: &Progress) -> anyho
         progress.update(format!("{} / {} done", group(done), group(depth)));
     }
     let took = t.elapsed();
-    anyhow::ensure!(
-        done == depth,
-        "the ceiling drained {done} of {depth} jobs"
-    );
+    anyhow::ensure!(done == depth, "the ceiling drained {done} of {depth} jobs");
     Ok(depth as f64 / took.as_secs_f64())
 }
 

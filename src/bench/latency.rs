@@ -45,7 +45,11 @@ fn register(worker: &Worker, tx: Option<mpsc::UnboundedSender<Started>>) -> anyh
     Ok(())
 }
 
-pub(crate) async fn run(url: String, opts: &Options, progress: &Progress) -> anyhow::Result<Latencies> {
+pub(crate) async fn run(
+    url: String,
+    opts: &Options,
+    progress: &Progress,
+) -> anyhow::Result<Latencies> {
     let worker = worker(&url).await?;
     // The other "process": a second worker on the same database, never started.
     let other = super::worker(&url).await?;
@@ -56,8 +60,16 @@ pub(crate) async fn run(url: String, opts: &Options, progress: &Progress) -> any
         worker.start().await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let rss_idle = rss_mb();
-        let pickup = pickup(&worker, &worker, &mut rx, opts.pickup_samples, "here", progress).await?;
-        let pickup_other = pickup(
+        let pickup = time_pickups(
+            &worker,
+            &worker,
+            &mut rx,
+            opts.pickup_samples,
+            "here",
+            progress,
+        )
+        .await?;
+        let pickup_other = time_pickups(
             &worker,
             &other,
             &mut rx,
@@ -83,7 +95,7 @@ pub(crate) async fn run(url: String, opts: &Options, progress: &Progress) -> any
 /// Inserts one job at a time through `inserter` and times until its handler starts on `worker`,
 /// each sample once the worker is idle again, after a random pause (so samples do not fall
 /// into step with any timer of the engine).
-async fn pickup(
+async fn time_pickups(
     worker: &Worker,
     inserter: &Worker,
     rx: &mut mpsc::UnboundedReceiver<Started>,

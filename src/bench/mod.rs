@@ -192,10 +192,18 @@ const GOALS: &[(&str, &str, &str)] = &[
     ("drain_depth_ratio", "≥ 0.9 (1M ÷ 10k)", "≥ 0.9 (1M ÷ 10k)"),
     ("enqueue_batch_per_s", "≥ 100,000", "≥ 100,000"),
     ("pickup_ms", "p99 ≤ 2, max ≤ 100", "p99 ≤ 4, max ≤ 100"),
-    ("pickup_other_process_ms", "p99 ≤ 50, max ≤ 100", "p99 ≤ 10, max ≤ 100"),
+    (
+        "pickup_other_process_ms",
+        "p99 ≤ 50, max ≤ 100",
+        "p99 ≤ 10, max ≤ 100",
+    ),
     ("schedule_ms", "p99 ≤ 10", "p99 ≤ 20"),
     ("admin_list_ms", "p95 ≤ 50 (1M jobs)", "p95 ≤ 50 (1M jobs)"),
-    ("sse_fanout", "every line to every one", "every line to every one"),
+    (
+        "sse_fanout",
+        "every line to every one",
+        "every line to every one",
+    ),
     ("rss_mb", "idle ≤ 40, drain ≤ 200", "idle ≤ 40, drain ≤ 200"),
 ];
 
@@ -231,7 +239,11 @@ impl Report {
         let rows: Vec<(&str, String)> = vec![
             (
                 "drain_per_s",
-                format!("{}/s ({} queued)", rate_f(self.drain_per_s), group(self.jobs)),
+                format!(
+                    "{}/s ({} queued)",
+                    rate_f(self.drain_per_s),
+                    group(self.jobs)
+                ),
             ),
             ("drain_by_depth", depths),
             (
@@ -256,18 +268,21 @@ impl Report {
                 format!("{}/s", rate_f(self.enqueue_one_per_s)),
             ),
             ("pickup_ms", lat(&self.pickup_ms)),
-            ("pickup_other_process_ms", lat(&self.pickup_other_process_ms)),
+            (
+                "pickup_other_process_ms",
+                lat(&self.pickup_other_process_ms),
+            ),
             ("schedule_ms", lat(&self.schedule_ms)),
             ("admin_list_ms", lat(&self.admin_list_ms)),
             (
                 "sse_fanout",
                 format!(
-                    "{} subscribers × {} lines: all delivered {}, min received {}, delay p50 \
-                     {:.1} / p99 {:.1} / max {:.1} ms, {} reconnects",
+                    "{} to {} subscribers: min {} of {} lines; delay p50 {:.0} / p99 {:.0} / \
+                     max {:.0} ms; {} reconnects",
+                    if f.delivered_all { "all" } else { "NOT all" },
                     f.subscribers,
-                    f.lines,
-                    if f.delivered_all { "yes" } else { "NO" },
                     f.min_received,
+                    f.lines,
                     f.p50_delay_ms,
                     f.p99_delay_ms,
                     f.max_delay_ms,
@@ -462,10 +477,7 @@ fn machine() -> String {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
     });
     match mem {
-        Some(kb) => format!(
-            "{cores} cores, {:.0} GiB",
-            kb / 1024.0 / 1024.0
-        ),
+        Some(kb) => format!("{cores} cores, {:.0} GiB", kb / 1024.0 / 1024.0),
         None => format!("{cores} cores"),
     }
 }
@@ -740,7 +752,9 @@ impl Progress {
             return;
         }
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if s.last.is_some_and(|t| t.elapsed() < Duration::from_millis(100)) {
+        if s.last
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
+        {
             return;
         }
         s.last = Some(Instant::now());
@@ -777,14 +791,20 @@ mod tests {
     fn percentiles_are_nearest_rank() {
         let s: Vec<f64> = (1..=100).map(f64::from).collect();
         let l = Latency::of(&s);
-        assert_eq!((l.p50, l.p95, l.p99, l.max, l.n), (50.0, 95.0, 99.0, 100.0, 100));
+        assert_eq!(
+            (l.p50, l.p95, l.p99, l.max, l.n),
+            (50.0, 95.0, 99.0, 100.0, 100)
+        );
         assert_eq!(Latency::of(&[]).n, 0);
     }
 
     #[test]
     fn depths_stop_at_the_backlog() {
         assert_eq!(Options::new(100_000).depths(), vec![10_000, 100_000]);
-        assert_eq!(Options::new(1_000_000).depths(), vec![10_000, 100_000, 1_000_000]);
+        assert_eq!(
+            Options::new(1_000_000).depths(),
+            vec![10_000, 100_000, 1_000_000]
+        );
         assert_eq!(Options::new(50_000).depths(), vec![10_000, 50_000]);
         assert_eq!(Options::new(200).depths(), vec![200]);
     }

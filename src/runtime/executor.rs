@@ -71,7 +71,30 @@ async fn execute(shared: &Shared, job: &job::Model) -> Completion {
         Ok(v) => v,
         Err(e) => return bad_args(shared, job, format!("bad arguments: {e}")),
     };
-    let signal = shared.registry.register(job.id);
+    let signal = shared.registry.signal(job.id);
+    match signal.reason() {
+        // Aborted while it waited for a slot: it never starts.
+        Some(StopReason::Abort { by, at }) => {
+            log(
+                shared,
+                job,
+                format!(
+                    "Aborted by {by} at {} before it started",
+                    to_datetime(at).to_rfc3339()
+                ),
+            )
+            .await;
+            return completion(shared, job, JobStatus::Killed, None, "killed");
+        }
+        // Told to stop before it started (shutdown, lost lease): given back untouched.
+        Some(_) => {
+            let mut c = completion(shared, job, JobStatus::New, None, "interrupted");
+            c.run_at = Some(shared.clock.now());
+            c.refund_attempt = true;
+            return c;
+        }
+        None => {}
+    }
     let ctx = JobContext::new(
         job.id,
         attempt,
@@ -171,17 +194,35 @@ async fn decide(
             .await;
             completion(shared, job, JobStatus::Killed, None, "killed")
         }
-        Some(reason @ (StopReason::Shutdown | StopReason::LeaseLost)) => {
-            let line = if reason == StopReason::Shutdown {
-                "Interrupted by a worker shutdown; the job goes back to the queue"
-            } else {
-                "Interrupted: this node could not renew its lease; the job goes back to the queue"
-            };
-            log(shared, job, line).await;
+        Some(StopReason::Shutdown) => {
+            log(
+                shared,
+                job,
+                "Interrupted by a worker shutdown; the job goes back to the queue",
+            )
+            .await;
             let mut c = completion(shared, job, JobStatus::New, None, "interrupted");
             c.run_at = Some(shared.clock.now());
             c.refund_attempt = true;
             c
+        }
+        Some(StopReason::LeaseLost) => {
+            // The attempt is spent, not given back: this node may claim the job again, and
+            // whatever the stopped run still sends must not pass for the new attempt's.
+            log(
+                shared,
+                job,
+                "Interrupted: this node could not renew its lease; the job goes back to the queue",
+            )
+            .await;
+            let error = Some("interrupted: its node could not renew its lease".to_owned());
+            if job.attempt < job.max_attempts {
+                let mut c = completion(shared, job, JobStatus::New, error, "lost");
+                c.run_at = Some(shared.clock.now());
+                c
+            } else {
+                completion(shared, job, JobStatus::Exception, error, "lost")
+            }
         }
         Some(StopReason::Timeout) => {
             let timeout = kind.timeout.unwrap_or_default();

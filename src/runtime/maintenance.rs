@@ -20,6 +20,9 @@ use super::registry::StopReason;
 use crate::state::JobStatus;
 use crate::store::Completion;
 
+/// A heartbeat slower than this does not correct the clock's offset.
+const MAX_CLOCK_SAMPLE: std::time::Duration = std::time::Duration::from_millis(250);
+
 pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     let interval = shared.config.heartbeat_interval;
     let mut tick = tokio::time::interval(interval);
@@ -35,18 +38,23 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         // Judge other nodes silent only if we ourselves were connected all along: after an
         // outage everyone's heartbeat is old, and the others need a round to come back.
         let connected = last_ok.is_some_and(|t| t.elapsed() <= interval * 2 + interval / 2);
-        match once(
+        // A hung connection must not hang maintenance: the round is cut off (the lease then
+        // runs out and this node stops its jobs, which is the safe side).
+        let round = once(
             &shared,
             Round {
                 first: false,
                 reap_silent: connected,
             },
             &mut suspects,
-        )
-        .await
-        {
-            Ok(()) => last_ok = Some(Instant::now()),
-            Err(e) => tracing::error!("maintenance failed: {e}"),
+        );
+        match tokio::time::timeout(shared.config.node_timeout, round).await {
+            Ok(Ok(())) => last_ok = Some(Instant::now()),
+            Ok(Err(e)) => tracing::error!("maintenance failed: {e}"),
+            Err(_) => tracing::error!(
+                "a maintenance round took longer than {:?}; cut off",
+                shared.config.node_timeout
+            ),
         }
     }
 }
@@ -91,7 +99,10 @@ pub(crate) async fn once(
     let sent = Instant::now();
     let sent_local = shared.clock.local();
     let (existed, db_now) = shared.store.heartbeat(&shared.node).await?;
-    shared.clock.learn(db_now, sent_local, shared.clock.local());
+    // A heartbeat that waited (a busy database, a retry) says little about the offset.
+    if sent.elapsed() < MAX_CLOCK_SAMPLE {
+        shared.clock.learn(db_now, sent_local, shared.clock.local());
+    }
     if shared.lease.renew(sent) {
         tracing::info!("lease renewed; this node claims jobs again");
         shared.wake.notify_one();
@@ -127,14 +138,19 @@ async fn reap_dead_nodes(
     suspects: &mut Suspects,
 ) -> crate::Result<()> {
     let me = &shared.node;
-    let missed = db_now - shared.config.heartbeat_interval.as_millis() as i64;
+    // A node silent this long has stopped its own handlers whatever happened to it (its lease
+    // ran out a heartbeat interval earlier, and force followed): reaping it now is safe even if
+    // the process check below is wrong. The check only spares waiting for two silent rounds.
+    let fenced = db_now
+        - (shared.config.node_timeout.as_millis() as i64
+            - shared.config.heartbeat_interval.as_millis() as i64);
     for node in shared.store.nodes().await? {
         // Same host, same boot, same PID namespace: its pid means what ours would.
         let comparable =
             node.hostname == me.hostname && !me.boot_id.is_empty() && node.boot_id == me.boot_id;
         if node.id != me.id
             && comparable
-            && node.heartbeat_at < missed
+            && node.heartbeat_at < fenced
             && !process_alive(node.pid)
             && shared.store.reap_node(&node.id, node.heartbeat_at).await?
         {
@@ -196,9 +212,15 @@ fn rescue(shared: &Shared, orphans: Vec<crate::entity::job::Model>) {
 async fn end_unwritten(shared: &Shared) {
     let pending: Vec<_> =
         std::mem::take(&mut *shared.unwritten.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut again = Vec::new();
     for (c, err) in pending {
-        let Ok(job) = shared.store.job(c.job_id).await else {
-            continue;
+        let job = match shared.store.job(c.job_id).await {
+            Ok(job) => job,
+            Err(crate::Error::NotFound(_)) => continue,
+            Err(_) => {
+                again.push((c, err));
+                continue;
+            }
         };
         let (status, run_at) = if job.attempt < job.max_attempts {
             (JobStatus::New, Some(shared.clock.now()))
@@ -212,15 +234,26 @@ async fn end_unwritten(shared: &Shared) {
             ),
             1000,
         );
-        let _ = shared.writer.try_send(WriteOp::Complete(Completion {
+        let plain = Completion {
             status,
             run_at,
             error: Some(error),
             outcome: "lost",
             refund_attempt: false,
             log: None,
-            ..c
-        }));
+            ..c.clone()
+        };
+        if shared.writer.try_send(WriteOp::Complete(plain)).is_err() {
+            // The queue is full: try again next round rather than lose it.
+            again.push((c, err));
+        }
+    }
+    if !again.is_empty() {
+        shared
+            .unwritten
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(again);
     }
 }
 
@@ -236,7 +269,8 @@ pub(crate) fn boot_id() -> String {
 pub(crate) fn process_scope(hostname: &str) -> String {
     match std::fs::read_link("/proc/self/ns/pid") {
         Ok(ns) => format!("{hostname} {}", ns.display()),
-        Err(_) => hostname.to_owned(),
+        // Unknown namespace: no other process can be judged by its pid (a scope of its own).
+        Err(_) => format!("{hostname} unknown-{:016x}", fastrand::u64(..)),
     }
 }
 
@@ -253,6 +287,7 @@ fn process_alive(pid: i64) -> bool {
                 .map(|(_, rest)| rest.trim_start().chars().next()),
             Some(Some('Z' | 'X'))
         ),
-        Err(_) => false,
+        // Gone. Anything else (no permission: `hidepid`) cannot tell, so it counts as alive.
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
     }
 }

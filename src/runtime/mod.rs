@@ -121,15 +121,28 @@ impl Shared {
         use std::sync::atomic::Ordering;
         let us = d.as_micros().min(u64::MAX as u128) as u64;
         let old = self.recent_job_us.load(Ordering::Relaxed);
-        let new = if old == u64::MAX { us } else { old - old / 8 + us / 8 };
+        let new = if old == u64::MAX {
+            us
+        } else {
+            old - old / 8 + us / 8
+        };
         self.recent_job_us.store(new, Ordering::Relaxed);
+    }
+
+    /// Jobs waited `d` in the buffer for a slot: count them as at least that long.
+    pub fn note_long_wait(&self, d: Duration) {
+        use std::sync::atomic::Ordering;
+        let us = d.as_micros().min(u64::MAX as u128) as u64;
+        self.recent_job_us.fetch_max(us, Ordering::Relaxed);
     }
 
     /// How many claimed jobs may wait here for a slot: none while jobs are long (they would
     /// be better started by another node), up to `concurrency` (at least 16) while they take
     /// under 50 ms.
     pub fn buffer_size(&self) -> usize {
-        let us = self.recent_job_us.load(std::sync::atomic::Ordering::Relaxed);
+        let us = self
+            .recent_job_us
+            .load(std::sync::atomic::Ordering::Relaxed);
         if us < 50_000 {
             self.config.concurrency.max(16)
         } else {

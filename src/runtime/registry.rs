@@ -43,10 +43,10 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    pub fn register(&self, job_id: i64) -> StopSignal {
-        let signal = StopSignal::default();
-        self.lock().insert(job_id, signal.clone());
-        signal
+    /// The stop signal of a job claimed here: the one registered at claim time (an abort may
+    /// already have reached it while the job waited for a slot), or a new one.
+    pub fn signal(&self, job_id: i64) -> StopSignal {
+        self.lock().entry(job_id).or_default().clone()
     }
 
     pub fn remove(&self, job_id: i64) {
@@ -66,7 +66,7 @@ impl Registry {
         }
     }
 
-    /// Tells every running job to stop.
+    /// Tells every job claimed here to stop (those waiting for a slot never start).
     pub fn stop_all(&self, reason: StopReason) {
         for signal in self.lock().values() {
             signal.stop(reason.clone());
@@ -97,7 +97,7 @@ mod tests {
     #[test]
     fn the_first_stop_reason_wins() {
         let reg = Registry::default();
-        let signal = reg.register(7);
+        let signal = reg.signal(7);
         assert!(reg.stop(
             7,
             StopReason::Abort {

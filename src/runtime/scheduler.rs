@@ -26,12 +26,15 @@ use crate::events::JobEvent;
 use crate::state::JobStatus;
 use crate::store::Completion;
 
+/// The longest a claimed job waits in the buffer for a slot before it is given back.
+const MAX_BUFFERED: Duration = Duration::from_millis(500);
+
 /// Claims at most this many jobs per statement.
 const CLAIM_BATCH: usize = 100;
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     let concurrency = shared.config.concurrency;
-    let mut ready: VecDeque<job::Model> = VecDeque::new();
+    let mut ready: VecDeque<(Instant, job::Model)> = VecDeque::new();
     loop {
         let buffer = shared.buffer_size();
         // Running plus waiting in the buffer, at most.
@@ -51,9 +54,19 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
                 break;
             };
-            if let Some(job) = ready.pop_front() {
+            if let Some((_, job)) = ready.pop_front() {
                 tokio::spawn(executor::run(shared.clone(), job, permit));
             }
+        }
+        // A job that waited here longer than a short while is better started by another node
+        // with a free slot (the jobs turned long): give it back.
+        if ready
+            .front()
+            .is_some_and(|(since, _)| since.elapsed() > MAX_BUFFERED)
+        {
+            give_back(&shared, &mut ready).await;
+            // And buffer nothing until jobs are seen to be short again.
+            shared.note_long_wait(MAX_BUFFERED);
         }
         let running = concurrency - shared.slots.available_permits();
         let room = capacity.saturating_sub(running + ready.len());
@@ -75,7 +88,9 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                             // New or scheduled: claims do not tell which; both are "waiting".
                             from: Some(JobStatus::New),
                         });
-                        ready.push_back(job);
+                        // Reachable by aborts and stops while it waits for a slot.
+                        shared.registry.signal(job.id);
+                        ready.push_back((Instant::now(), job));
                     }
                     if claimed {
                         // Start them; refill if the buffer runs low.
@@ -90,7 +105,10 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             }
         }
         let poll = Instant::now() + shared.config.poll_interval;
-        let until = if !held || !ready.is_empty() || shared.slots.available_permits() == 0 {
+        let until = if !ready.is_empty() {
+            // Full: a finishing job wakes us; buffered jobs are not kept waiting long.
+            (Instant::now() + MAX_BUFFERED).min(poll)
+        } else if !held || shared.slots.available_permits() == 0 {
             // Full (a finishing job wakes us), or fenced (a renewal wakes us).
             poll
         } else {
@@ -116,8 +134,9 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 }
 
 /// Gives claimed jobs that never started back to the queue, their attempt refunded.
-async fn give_back(shared: &Shared, ready: &mut VecDeque<job::Model>) {
-    for job in ready.drain(..) {
+async fn give_back(shared: &Shared, ready: &mut VecDeque<(Instant, job::Model)>) {
+    for (_, job) in ready.drain(..) {
+        shared.registry.remove(job.id);
         let completion = Completion {
             job_id: job.id,
             attempt: job.attempt,

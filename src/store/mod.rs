@@ -132,6 +132,19 @@ impl Store {
         }
     }
 
+    /// The database's clock, now (milliseconds since the epoch).
+    pub(crate) async fn db_now(&self) -> Result<i64> {
+        let row = self
+            .read
+            .query_one_raw(
+                self.driver
+                    .stmt(&format!("SELECT {}", self.driver.now_sql()), vec![]),
+            )
+            .await?
+            .ok_or_else(|| Error::Corrupt("the database has no clock".into()))?;
+        Ok(row.try_get_by_index::<i64>(0)?)
+    }
+
     /// The connection pages and queries read through.
     pub(crate) fn reader(&self) -> &DatabaseConnection {
         &self.read
@@ -671,7 +684,9 @@ impl Store {
                     JobStatus::Exception if c.status == JobStatus::Done => "error_rows",
                     _ => c.outcome,
                 };
-                if c.refund_attempt {
+                // Given back to run again under the same number: what it reported goes. (An
+                // abort that came first ends it `killed`, attempt and rows kept.)
+                if c.refund_attempt && status.is_waiting() {
                     self.forget_results(tx, c.job_id, c.attempt).await?;
                 }
                 attempts.push((c.job_id, c.attempt, outcome, error));

@@ -499,3 +499,41 @@ async fn under_a_prefix_the_assets_load_and_the_running_view_updates_live() {
     std::fs::write(&path, shot).unwrap();
     b.client.clone().close().await.ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nodes_page_refreshes_itself_and_links_to_running_jobs() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(b) = browser().await else { return };
+    let app = spawn_app().await;
+    let c = &b.client;
+    log_in(c, &app).await;
+    // From the navigation.
+    click(c, "nav.side a[href='/nodes']").await;
+    until(
+        c,
+        "the nodes table",
+        "document.querySelector('#nodes table')",
+    )
+    .await;
+    let node = app.worker.node_id().to_owned();
+    assert!(text(c, "document.body.innerText").await.contains(&node));
+    c.execute("window.sameDocument = true;", vec![])
+        .await
+        .unwrap();
+    // A job starts on this node: the table shows it within a refresh, without a reload.
+    let id = app.create("Work", json!({"ms": 30_000})).await;
+    wait_for(&app.worker, id, "running", |j| {
+        j.status == JobStatus::Running
+    })
+    .await;
+    until(
+        c,
+        "a link to the running job",
+        &format!("document.querySelector('#nodes a[href=\"/workers/{id}\"]')"),
+    )
+    .await;
+    assert_eq!(text(c, "window.sameDocument").await, "true");
+    click(c, &format!("#nodes a[href='/workers/{id}']")).await;
+    until(c, "the job page", "document.querySelector('.detail')").await;
+    app.worker.abort(id, "tests").await.unwrap();
+}

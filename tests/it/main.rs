@@ -1,6 +1,7 @@
 //! Integration tests: one binary, real SQLite files, real processes.
 mod admin;
 mod app;
+mod bench;
 mod browser;
 mod crash;
 mod engine;
@@ -10,6 +11,7 @@ mod input;
 mod leases;
 mod nodes;
 mod postgres;
+mod regressions;
 mod secrets;
 mod security;
 mod streams;

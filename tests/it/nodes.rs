@@ -169,3 +169,66 @@ async fn a_viewer_reads_it_and_anonymous_visitors_are_turned_away() {
         .unwrap();
     assert_eq!(res.status().as_u16(), 401);
 }
+
+/// Two nodes on one database: each is listed, and each running job counts on the node that
+/// runs it.
+async fn two_nodes_each_with_their_own_jobs(db: crate::helpers::TestDb) {
+    let app = crate::app::spawn_app_on(&db.url).await;
+    let other = crate::helpers::builder(&db).build().await.unwrap();
+    crate::helpers::register(&other);
+    other.start().await.unwrap();
+    let mut ids = vec![];
+    for _ in 0..4 {
+        ids.push(app.create("Work", json!({"ms": 30_000})).await);
+    }
+    let mut on = std::collections::HashMap::<String, u64>::new();
+    for id in &ids {
+        let job = wait_for(&app.worker, *id, "running", |j| {
+            j.status == JobStatus::Running
+        })
+        .await;
+        *on.entry(job.node.clone().expect("a running job has a node"))
+            .or_default() += 1;
+    }
+    let (status, body) = app.get_json("/nodes").await;
+    assert_eq!(status, 200, "{body}");
+    let nodes = body["nodes"].as_array().unwrap();
+    for id in [app.worker.node_id(), other.node_id()] {
+        let n = nodes
+            .iter()
+            .find(|n| n["id"] == id)
+            .unwrap_or_else(|| panic!("node {id} in {body}"));
+        assert_eq!(n["running"], on.get(id).copied().unwrap_or(0), "{body}");
+    }
+    let (_, html) = app.get_html("/nodes").await;
+    for id in &ids {
+        assert!(html.contains(&format!("href=\"/workers/{id}\"")), "{html}");
+    }
+
+    // A node that leaves is no longer listed.
+    other.shutdown().await;
+    let (_, body) = app.get_json("/nodes").await;
+    let listed: Vec<&str> = body["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["id"].as_str())
+        .collect();
+    assert!(!listed.contains(&other.node_id()), "{body}");
+    assert!(listed.contains(&app.worker.node_id()), "{body}");
+    for id in ids {
+        let _ = app.worker.abort(id, "tests").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_sqlite_each_with_their_own_jobs() {
+    two_nodes_each_with_their_own_jobs(crate::helpers::TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_postgres_each_with_their_own_jobs() {
+    if let Some(db) = crate::helpers::TestDb::postgres().await {
+        two_nodes_each_with_their_own_jobs(db).await;
+    }
+}
