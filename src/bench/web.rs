@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 use super::drain::{fill, register_noop};
-use super::http::{Conn, find};
+use super::http::Conn;
 use super::{Fanout, Latency, Progress, group, stop, worker};
 use crate::admin::serve::{ServeOptions, serve};
 use crate::auth::{Accounts, Auth};
@@ -210,6 +210,7 @@ pub(crate) async fn sse_fanout(
             r.unwrap_or_else(|| Err(anyhow::anyhow!("a subscriber ended")))?;
             progress.update(format!("{} / {} subscribed", n, subscribers));
         }
+        let t_go = Instant::now();
         go.notify_one();
         let mut tasks = futures::future::join_all(tasks);
         let give_up = tokio::time::Instant::from_std(deadline) + Duration::from_secs(10);
@@ -217,8 +218,7 @@ pub(crate) async fn sse_fanout(
             tokio::select! {
                 got = &mut tasks => break got,
                 _ = tokio::time::sleep_until(give_up) => {
-                    anyhow::bail!("the subscribers were still reading {lines} lines after {:?}",
-                        give_up.elapsed());
+                    anyhow::bail!("the subscribers were still reading {lines} lines after {:.0} s", (deadline - t_go).as_secs_f64() + 10.0);
                 }
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {
                     let min = tallies.iter().map(|t| t.received.load(Ordering::Relaxed)).min();
@@ -321,12 +321,25 @@ impl Subscriber {
             }
             let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
             let mut ended = false;
+            // The id of the event being read (it comes before its data).
+            let mut event_id = None;
             while let Ok(true) = res.read_into(&mut buf).await {
+                // One pass over whole lines: cheap, so the readers leave the machine to the
+                // server they measure.
                 let mut start = 0;
-                while let Some(end) = find(&buf[start..], b"\n\n") {
-                    let block = &buf[start..start + end];
-                    start += end + 2;
-                    ended |= self.event(block, &mut seen, &mut last_id, &mut got);
+                while let Some(nl) = buf[start..].iter().position(|&b| b == b'\n') {
+                    let line = &buf[start..start + nl];
+                    start += nl + 1;
+                    if let Some(v) = line.strip_prefix(b"id: ") {
+                        event_id = Some(String::from_utf8_lossy(v).into_owned());
+                    } else if line.starts_with(b"data:") {
+                        if let Some((i, sent)) = parse_line(line) {
+                            self.received(i, sent, &mut seen, &mut got);
+                            last_id = event_id.take().or(last_id);
+                        }
+                    } else if line == b"event: end" {
+                        ended = true;
+                    }
                 }
                 buf.drain(..start);
             }
@@ -338,59 +351,29 @@ impl Subscriber {
         }
     }
 
-    /// Handles one event; `true` if it ends the stream.
-    fn event(
-        &self,
-        block: &[u8],
-        seen: &mut [bool],
-        last_id: &mut Option<String>,
-        got: &mut Got,
-    ) -> bool {
-        let Ok(text) = std::str::from_utf8(block) else {
-            return false;
-        };
-        let mut kind = "message";
-        let mut id = None;
-        let mut data = "";
-        for line in text.lines() {
-            if let Some(v) = line.strip_prefix("event:") {
-                kind = v.trim();
-            } else if let Some(v) = line.strip_prefix("id:") {
-                id = Some(v.trim());
-            } else if let Some(v) = line.strip_prefix("data:") {
-                data = v;
-            }
-        }
-        match kind {
-            "log" => {
-                let now = since_epoch_us();
-                if let Some(id) = id {
-                    *last_id = Some(id.to_owned());
-                }
-                if let Some((i, sent)) = parse_line(data)
-                    && let Some(slot) = seen.get_mut(i as usize)
-                    && !*slot
-                {
-                    *slot = true;
-                    got.received += 1;
-                    self.tally.received.store(got.received, Ordering::Relaxed);
-                    let us = now.saturating_sub(sent).min(u64::from(u32::MAX));
-                    got.delays_us.push(us as u32);
-                }
-                false
-            }
-            "end" => true,
-            _ => false,
+    /// Line `i`, sent at `sent` µs, arrived now.
+    fn received(&self, i: u64, sent: u64, seen: &mut [bool], got: &mut Got) {
+        let now = since_epoch_us();
+        if let Some(slot) = seen.get_mut(i as usize)
+            && !*slot
+        {
+            *slot = true;
+            got.received += 1;
+            self.tally.received.store(got.received, Ordering::Relaxed);
+            let us = now.saturating_sub(sent).min(u64::from(u32::MAX));
+            got.delays_us.push(us as u32);
         }
     }
 }
 
 /// `…@@<line>:<sent µs>@@…` (in an HTML fragment or JSON alike).
-fn parse_line(data: &str) -> Option<(u64, u64)> {
-    let rest = &data[data.find("@@")? + 2..];
-    let body = &rest[..rest.find("@@")?];
-    let (i, sent) = body.split_once(':')?;
-    Some((i.parse().ok()?, sent.parse().ok()?))
+fn parse_line(data: &[u8]) -> Option<(u64, u64)> {
+    let at = data.windows(2).position(|w| w == b"@@")? + 2;
+    let rest = &data[at..];
+    let body = &rest[..rest.windows(2).position(|w| w == b"@@")?];
+    let colon = body.iter().position(|&b| b == b':')?;
+    let num = |d: &[u8]| std::str::from_utf8(d).ok()?.parse().ok();
+    Some((num(&body[..colon])?, num(&body[colon + 1..])?))
 }
 
 #[cfg(test)]
@@ -398,13 +381,13 @@ mod tests {
     #[test]
     fn lines_parse_from_html_and_json() {
         assert_eq!(
-            super::parse_line(r#"<div class="line"><time>12:00</time> @@12:3456@@</div>"#),
+            super::parse_line(br#"<div class="line"><time>12:00</time> @@12:3456@@</div>"#),
             Some((12, 3456))
         );
         assert_eq!(
-            super::parse_line(r#"{"id":5,"line":"@@0:1@@"}"#),
+            super::parse_line(br#"{"id":5,"line":"@@0:1@@"}"#),
             Some((0, 1))
         );
-        assert_eq!(super::parse_line("pong"), None);
+        assert_eq!(super::parse_line(b"pong"), None);
     }
 }

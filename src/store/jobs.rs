@@ -1,0 +1,248 @@
+//! Jobs: inserting them (and telling other nodes), reading one, claiming due ones, and the
+//! compare-and-set changes of waiting and running jobs (cancel, update, abort).
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, TransactionTrait,
+};
+
+use super::*;
+use crate::entity::{job, job_attempt};
+use crate::error::{Error, Result};
+use crate::state::JobStatus;
+
+impl Store {
+    /// Inserts jobs on `conn` (the pool, a transaction of ours, or the caller's).
+    pub(crate) async fn insert_jobs<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        jobs: Vec<JobInsert>,
+        now: i64,
+    ) -> Result<Vec<job::Model>> {
+        let mut out = Vec::with_capacity(jobs.len());
+        // SQLite allows 32,766 bound values per statement; a job row binds about 20.
+        for chunk in jobs.chunks(500) {
+            let rows = chunk.iter().map(|j| job::ActiveModel {
+                id: NotSet,
+                kind: Set(j.kind.clone()),
+                queue: Set(j.queue.clone()),
+                status: Set(match j.schedule_at {
+                    Some(at) if at > now => JobStatus::Scheduled,
+                    _ => JobStatus::New,
+                }
+                .as_str()
+                .to_owned()),
+                args: Set(j.args.clone()),
+                progress: Set(0),
+                progress_text: Set(None),
+                attempt: Set(0),
+                max_attempts: Set(j.max_attempts),
+                error: Set(None),
+                // A time in the past means now.
+                run_at: Set(Ord::max(j.schedule_at.unwrap_or(now), now)),
+                schedule_at: Set(j.schedule_at),
+                created_at: Set(now),
+                updated_at: Set(now),
+                started_at: Set(None),
+                finished_at: Set(None),
+                locked_by: Set(None),
+                created_by: Set(j.created_by.clone()),
+                aborted_by: Set(None),
+                log_lines: Set(0),
+                log_dropped: Set(0),
+                error_rows: Set(0),
+                result_rows: Set(0),
+                results_dropped: Set(0),
+                search: Set(j.search.clone()),
+            });
+            let mut inserted = job::Entity::insert_many(rows)
+                .exec_with_returning(conn)
+                .await?;
+            inserted.sort_by_key(|j| j.id);
+            out.extend(inserted);
+        }
+        if !out.is_empty() {
+            // One per call, in the same transaction: delivered only if it commits.
+            self.notify(conn, NOTIFY_JOBS, "").await?;
+        }
+        Ok(out)
+    }
+
+    /// PostgreSQL: sends one notification on `channel` through `conn`, so that it is delivered
+    /// only when `conn`'s transaction commits (to `runtime::listener`). SQLite nodes
+    /// watch the file instead: nothing to send.
+    async fn notify<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        channel: &str,
+        payload: &str,
+    ) -> Result<()> {
+        if let Some(stmt) = self.driver.notify(channel, payload) {
+            conn.execute_raw(stmt).await?;
+        }
+        Ok(())
+    }
+
+    /// [`Store::notify`] after a change already committed: a failure only delays the other
+    /// nodes until their next poll.
+    async fn notify_after(&self, channel: &str, payload: &str) {
+        if let Err(e) = self.notify(&self.db, channel, payload).await {
+            tracing::warn!("could not notify other nodes on {channel}: {e}");
+        }
+    }
+
+    /// One job.
+    pub async fn job(&self, id: i64) -> Result<job::Model> {
+        job::Entity::find_by_id(id)
+            .one(&self.read)
+            .await?
+            .ok_or(Error::NotFound(id))
+    }
+
+    /// Claims up to `limit` due jobs of `kinds` for `node`: each moves to `running` with its
+    /// attempt counted and an attempt row opened, in one transaction.
+    pub(crate) async fn claim(
+        &self,
+        node: &str,
+        kinds: &[String],
+        limit: usize,
+        now: i64,
+    ) -> Result<Vec<job::Model>> {
+        if kinds.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        retry_busy(|| async {
+            let tx = self.db.begin().await?;
+            let rows = tx
+                .query_all_raw(self.driver.claim(node, kinds, limit as u64, now))
+                .await?;
+            let mut jobs = rows
+                .iter()
+                .map(|r| job::Model::from_query_result(r, ""))
+                .collect::<Result<Vec<_>, _>>()?;
+            jobs.sort_by_key(|j| (j.run_at, j.id));
+            if !jobs.is_empty() {
+                let attempts = jobs.iter().map(|j| job_attempt::ActiveModel {
+                    id: NotSet,
+                    job_id: Set(j.id),
+                    attempt: Set(j.attempt),
+                    node: Set(node.to_owned()),
+                    started_at: Set(now),
+                    finished_at: Set(None),
+                    outcome: Set(None),
+                    error: Set(None),
+                });
+                job_attempt::Entity::insert_many(attempts)
+                    .exec_without_returning(&tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(jobs)
+        })
+        .await
+    }
+
+    /// When the earliest waiting job of `kinds` is due, if any.
+    pub(crate) async fn next_due(&self, kinds: &[String]) -> Result<Option<i64>> {
+        if kinds.is_empty() {
+            return Ok(None);
+        }
+        let row = self.db.query_one_raw(self.driver.next_due(kinds)).await?;
+        Ok(match row {
+            Some(r) => r.try_get_by_index::<Option<i64>>(0)?,
+            None => None,
+        })
+    }
+
+    /// Cancels a waiting job.
+    pub(crate) async fn cancel(&self, id: i64, now: i64) -> Result<job::Model> {
+        let done = retry_busy(|| async {
+            let res = job::Entity::update_many()
+                .col_expr(
+                    job::Column::Status,
+                    Expr::value(JobStatus::Cancelled.as_str()),
+                )
+                .col_expr(job::Column::FinishedAt, Expr::value(now))
+                .col_expr(job::Column::UpdatedAt, Expr::value(now))
+                .filter(job::Column::Id.eq(id))
+                .filter(job::Column::Status.is_in(JobStatus::WAITING.map(JobStatus::as_str)))
+                .exec(&self.db)
+                .await?;
+            Ok(res.rows_affected)
+        })
+        .await?;
+        self.after_cas(id, done, "cancel").await
+    }
+
+    /// Replaces a waiting job's arguments and schedule.
+    pub(crate) async fn update_waiting(
+        &self,
+        id: i64,
+        args: String,
+        search: String,
+        schedule_at: Option<i64>,
+        now: i64,
+    ) -> Result<job::Model> {
+        let status = match schedule_at {
+            Some(at) if at > now => JobStatus::Scheduled,
+            _ => JobStatus::New,
+        };
+        let run_at = Ord::max(schedule_at.unwrap_or(now), now);
+        let done = retry_busy(|| async {
+            let res = job::Entity::update_many()
+                .col_expr(job::Column::Status, Expr::value(status.as_str()))
+                .col_expr(job::Column::Args, Expr::value(args.clone()))
+                .col_expr(job::Column::Search, Expr::value(search.clone()))
+                .col_expr(job::Column::ScheduleAt, Expr::value(schedule_at))
+                .col_expr(job::Column::RunAt, Expr::value(run_at))
+                .col_expr(job::Column::UpdatedAt, Expr::value(now))
+                .filter(job::Column::Id.eq(id))
+                .filter(job::Column::Status.is_in(JobStatus::WAITING.map(JobStatus::as_str)))
+                .exec(&self.db)
+                .await?;
+            Ok(res.rows_affected)
+        })
+        .await?;
+        if done > 0 {
+            // It may be due sooner than other nodes think.
+            self.notify_after(NOTIFY_JOBS, "").await;
+        }
+        self.after_cas(id, done, "update").await
+    }
+
+    /// Marks a running job `aborting`, recording who asked.
+    pub(crate) async fn request_abort(&self, id: i64, by: &str, now: i64) -> Result<job::Model> {
+        let done = retry_busy(|| async {
+            let res = job::Entity::update_many()
+                .col_expr(
+                    job::Column::Status,
+                    Expr::value(JobStatus::Aborting.as_str()),
+                )
+                .col_expr(job::Column::AbortedBy, Expr::value(by))
+                .col_expr(job::Column::UpdatedAt, Expr::value(now))
+                .filter(job::Column::Id.eq(id))
+                .filter(job::Column::Status.eq(JobStatus::Running.as_str()))
+                .exec(&self.db)
+                .await?;
+            Ok(res.rows_affected)
+        })
+        .await?;
+        if done > 0 {
+            self.notify_after(NOTIFY_ABORT, &id.to_string()).await;
+        }
+        self.after_cas(id, done, "abort").await
+    }
+
+    /// After a compare-and-set: the new row, or why nothing changed.
+    async fn after_cas(&self, id: i64, rows: u64, action: &'static str) -> Result<job::Model> {
+        let job = self.job(id).await?;
+        if rows == 0 {
+            let status = job
+                .status
+                .parse()
+                .map_err(|e| Error::Corrupt(format!("{e}")))?;
+            return Err(Error::InvalidState { id, status, action });
+        }
+        Ok(job)
+    }
+}
