@@ -25,6 +25,8 @@ pub(crate) struct Drain {
     pub fill_per_s: f64,
     /// Peak resident memory sampled during the drain (only when asked).
     pub rss_peak: Option<f64>,
+    /// CPU seconds this process spent during the drain (Linux).
+    pub cpu_s: Option<f64>,
 }
 
 /// Counts handler runs and says when the last one of a backlog ran.
@@ -40,14 +42,24 @@ impl Counter {
         self.ran.load(Ordering::Relaxed)
     }
 
-    /// Waits for `n` runs in all; `tick` is called about every 200 ms meanwhile.
-    pub async fn wait(&self, n: u64, mut tick: impl FnMut(u64)) {
+    /// Waits for `n` runs in all; `tick` is called about every 200 ms meanwhile. Gives up when
+    /// no job has run for a minute.
+    pub async fn wait(&self, n: u64, mut tick: impl FnMut(u64)) -> anyhow::Result<()> {
         self.target.store(n, Ordering::SeqCst);
+        let (mut last, mut moved) = (self.ran(), Instant::now());
         loop {
             let notified = self.all_ran.notified();
-            if self.ran() >= n {
-                return;
+            let ran = self.ran();
+            if ran >= n {
+                return Ok(());
             }
+            if ran != last {
+                (last, moved) = (ran, Instant::now());
+            }
+            anyhow::ensure!(
+                moved.elapsed() < Duration::from_secs(60),
+                "no job ran for a minute; {ran} of {n} ran"
+            );
             tokio::select! {
                 _ = notified => {}
                 _ = tokio::time::sleep(Duration::from_millis(200)) => tick(self.ran()),
@@ -160,6 +172,7 @@ pub(crate) async fn drain(
             }
         });
     }
+    let cpu0 = cpu_s();
     let t = Instant::now();
     let run = async {
         worker.start().await?;
@@ -173,15 +186,17 @@ pub(crate) async fn drain(
                     group((ran as f64 / s) as u64)
                 ));
             })
-            .await;
+            .await?;
         wait_finished(&worker).await
     };
     let out = run.await;
     let took = t.elapsed();
+    let cpu = cpu_s().zip(cpu0).map(|(b, a)| b - a);
     sampling.cancel();
-    if out.is_ok() {
-        out_of_done(&worker, depth).await?;
-    }
+    let out = match out {
+        Ok(()) => check_all_done(&worker, depth).await,
+        Err(e) => Err(e),
+    };
     stop(worker).await;
     out?;
     let peak = peak.load(Ordering::Relaxed);
@@ -189,11 +204,12 @@ pub(crate) async fn drain(
         per_s: depth as f64 / took.as_secs_f64(),
         fill_per_s,
         rss_peak: (sample_rss && peak > 0).then_some(peak as f64 / 10.0),
+        cpu_s: cpu,
     })
 }
 
 /// Checks that the drain ended with every job `done`.
-async fn out_of_done(worker: &Worker, depth: u64) -> anyhow::Result<()> {
+async fn check_all_done(worker: &Worker, depth: u64) -> anyhow::Result<()> {
     let db = worker.store().reader();
     let row = db
         .query_one_raw(Statement::from_string(
@@ -230,9 +246,17 @@ async fn ceiling_loop(worker: &Worker, depth: u64, progress: &Progress) -> anyho
     let t = Instant::now();
     loop {
         let now = crate::clock::now_ms();
-        let claimed = db
-            .query_all_raw(store.claim_statement("bench-ceiling", &kinds, CEILING_BATCH, now))
-            .await?;
+        let claim = store.claim_statement("bench-ceiling", &kinds, CEILING_BATCH, now);
+        let claimed = match store.claim_plan() {
+            Some(pin) => {
+                let tx = sea_orm::TransactionTrait::begin(db).await?;
+                tx.execute_unprepared(pin).await?;
+                let rows = tx.query_all_raw(claim).await?;
+                tx.commit().await?;
+                rows
+            }
+            None => db.query_all_raw(claim).await?,
+        };
         if claimed.is_empty() {
             break;
         }
@@ -266,4 +290,14 @@ fn mark_done(backend: DbBackend, ids: &[i64], now: i64) -> Statement {
     let mut values: Vec<Value> = vec![now.into(), now.into()];
     values.extend(ids.iter().map(|id| Value::from(*id)));
     Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// CPU time this process has used, in seconds (Linux: `/proc/self/stat`, in USER_HZ ticks).
+fn cpu_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // After the command name in parentheses: state is field 3; utime and stime are 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }

@@ -142,6 +142,16 @@ pub struct Rss {
     pub drain: Option<f64>,
 }
 
+/// Where the deepest drain's time went in this process.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct DrainCpu {
+    /// CPU time ÷ wall time (2 = both cores of a 2-core machine busy).
+    pub cores: f64,
+    /// CPU microseconds per job (SQLite runs inside this process; PostgreSQL's own work is not
+    /// counted).
+    pub us_per_job: f64,
+}
+
 /// Everything one run measured. Serialized, its keys are the figure names.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -170,6 +180,8 @@ pub struct Report {
     pub drain_vs_ceiling: f64,
     /// `insert_many` in chunks of 1,000 (the deepest drain's backlog).
     pub enqueue_batch_per_s: f64,
+    /// This process's CPU use during the deepest drain (Linux).
+    pub drain_cpu: Option<DrainCpu>,
     /// One `insert` per call.
     pub enqueue_one_per_s: f64,
     /// Insert call → handler's first instruction, idle started worker, same process.
@@ -262,6 +274,15 @@ impl Report {
             (
                 "enqueue_batch_per_s",
                 format!("{}/s", rate_f(self.enqueue_batch_per_s)),
+            ),
+            (
+                "drain_cpu",
+                self.drain_cpu.map_or("n/a".to_owned(), |c| {
+                    format!(
+                        "{:.2} cores busy, {:.0} µs CPU per job",
+                        c.cores, c.us_per_job
+                    )
+                }),
             ),
             (
                 "enqueue_one_per_s",
@@ -403,6 +424,10 @@ async fn run_on(target: &Target, opts: &Options) -> anyhow::Result<Report> {
         drain_ceiling_batch: drain::CEILING_BATCH,
         drain_vs_ceiling: round3(ratio(deepest.per_s, ceiling)),
         enqueue_batch_per_s: round1(deepest.fill_per_s),
+        drain_cpu: deepest.cpu_s.map(|cpu| DrainCpu {
+            cores: round2(cpu / (opts.jobs as f64 / deepest.per_s)),
+            us_per_job: round1(cpu * 1e6 / opts.jobs as f64),
+        }),
         enqueue_one_per_s: round1(enqueue_one_per_s),
         pickup_ms: lat.pickup,
         pickup_other_process_ms: lat.pickup_other,

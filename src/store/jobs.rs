@@ -113,6 +113,9 @@ impl Store {
         }
         retry_busy(|| async {
             let tx = self.db.begin().await?;
+            if let Some(pin) = self.driver.plan_for_claims() {
+                tx.execute_unprepared(pin).await?;
+            }
             let rows = tx
                 .query_all_raw(self.driver.claim(node, kinds, limit as u64, now))
                 .await?;
@@ -147,7 +150,16 @@ impl Store {
         if kinds.is_empty() {
             return Ok(None);
         }
-        let row = self.db.query_one_raw(self.driver.next_due(kinds)).await?;
+        let row = match self.driver.plan_for_claims() {
+            Some(pin) => {
+                let tx = self.db.begin().await?;
+                tx.execute_unprepared(pin).await?;
+                let row = tx.query_one_raw(self.driver.next_due(kinds)).await?;
+                tx.commit().await?;
+                row
+            }
+            None => self.db.query_one_raw(self.driver.next_due(kinds)).await?,
+        };
         Ok(match row {
             Some(r) => r.try_get_by_index::<Option<i64>>(0)?,
             None => None,

@@ -197,4 +197,11 @@ impl Store {
     ) -> sea_orm::Statement {
         self.driver.claim(node, kinds, limit, now)
     }
+
+    /// What the claim's transaction runs first to pin its plan (PostgreSQL), for the bench's
+    /// ceiling to claim exactly as the scheduler does.
+    #[doc(hidden)]
+    pub(crate) fn claim_plan(&self) -> Option<&'static str> {
+        self.driver.plan_for_claims()
+    }
 }

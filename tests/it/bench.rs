@@ -86,6 +86,7 @@ async fn a_tiny_bench_reports_every_figure() {
         let idle = json["rss_mb"]["idle"].as_f64().unwrap();
         let drain = json["rss_mb"]["drain"].as_f64().unwrap();
         assert!(idle > 0.0 && drain > 0.0, "{}", json["rss_mb"]);
+        assert!(json["drain_cpu"]["us_per_job"].as_f64().unwrap() >= 0.0);
     }
 
     // The human table names every figure.

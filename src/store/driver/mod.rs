@@ -43,6 +43,12 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
     /// Attempt results as rows `c(id, attempt, outcome, error)`, from one JSON parameter.
     fn attempt_rows(&self) -> &'static str;
 
+    /// Run first in the transaction of a claim or a next-due look-up: pins the plan to the
+    /// partial index in claim order. `None` where the planner needs no telling.
+    fn plan_for_claims(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Taken at the start of a rescue round's transaction: `true` if this node does the round.
     /// `None`: no lock needed (SQLite has one writer).
     fn rescue_lock(&self) -> Option<Statement> {

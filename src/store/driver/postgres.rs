@@ -46,6 +46,14 @@ impl Driver for Postgres {
         "json_to_recordset(?::json) AS c(id BIGINT, attempt INT, outcome TEXT, error TEXT)"
     }
 
+    fn plan_for_claims(&self) -> Option<&'static str> {
+        // Without fresh statistics (a bulk insert, autovacuum behind or off) the planner
+        // guesses a handful of waiting rows, combines two indexes and sorts every waiting job
+        // for each claim: 30 ms at 70,000 waiting, growing with the queue. The partial index
+        // already yields claim order; this makes the planner read it, whatever it guesses.
+        Some("SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off")
+    }
+
     fn rescue_lock(&self) -> Option<Statement> {
         Some(self.stmt(
             "SELECT pg_try_advisory_xact_lock(?)",
