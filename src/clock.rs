@@ -26,22 +26,31 @@ pub fn to_ms(at: DateTime<Utc>) -> i64 {
 /// A node's clock, kept in step with the database's: times that decide anything (when a job is
 /// due, how old a heartbeat is) must mean the same on every node, whatever each host's clock
 /// says. Each heartbeat reads the database's time and corrects the offset.
+///
+/// A reading of the database's clock, taken somewhere between sending and receiving, only
+/// bounds the offset from below (`db_now − received`); the estimate is the tightest of the
+/// last few such bounds. So this clock is never ahead of the database's: a job may start a
+/// round trip late, never early.
 #[derive(Debug, Default)]
 pub(crate) struct Clock {
     /// How far this host's clock is off (a test hook; zero in production).
     skew_ms: i64,
-    /// Database time minus this host's time, as last measured.
+    /// Database time minus this host's time, as estimated.
     offset_ms: std::sync::atomic::AtomicI64,
+    /// The last few lower bounds of the offset, newest last.
+    samples: std::sync::Mutex<std::collections::VecDeque<i64>>,
     /// When (local time) the offset was last measured; 0: never.
     learned_at: std::sync::atomic::AtomicI64,
 }
+
+/// How many readings the estimate is the best of.
+const SAMPLES: usize = 5;
 
 impl Clock {
     pub fn new(skew_ms: i64) -> Self {
         Clock {
             skew_ms,
-            offset_ms: std::sync::atomic::AtomicI64::new(0),
-            learned_at: std::sync::atomic::AtomicI64::new(0),
+            ..Clock::default()
         }
     }
 
@@ -50,17 +59,21 @@ impl Clock {
         now_ms() + self.skew_ms
     }
 
-    /// Now, on the database's clock.
+    /// Now, on the database's clock (never ahead of it).
     pub fn now(&self) -> i64 {
         self.local() + self.offset_ms.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Learns the offset from a database time read between `sent` and `received` (local
-    /// times): the database read it about half way.
-    pub fn learn(&self, db_now: i64, sent: i64, received: i64) {
-        let local = sent + (received - sent) / 2;
+    /// Learns from a database time read after `_sent` and before `received` (local times).
+    pub fn learn(&self, db_now: i64, _sent: i64, received: i64) {
+        let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        samples.push_back(db_now - received);
+        while samples.len() > SAMPLES {
+            samples.pop_front();
+        }
+        let best = samples.iter().copied().max().unwrap_or(0);
         self.offset_ms
-            .store(db_now - local, std::sync::atomic::Ordering::Relaxed);
+            .store(best, std::sync::atomic::Ordering::Relaxed);
         self.learned_at
             .store(received, std::sync::atomic::Ordering::Relaxed);
     }
@@ -77,11 +90,13 @@ mod tests {
     use super::Clock;
 
     #[test]
-    fn a_skewed_clock_learns_the_database_time() {
+    fn a_skewed_clock_learns_the_database_time_and_is_never_ahead() {
         let clock = Clock::new(60_000);
         let sent = clock.local();
         let db = super::now_ms();
         clock.learn(db, sent, clock.local());
-        assert!((clock.now() - super::now_ms()).abs() < 50);
+        let now = super::now_ms();
+        assert!(clock.now() <= now, "never ahead");
+        assert!(now - clock.now() < 50);
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! Everything a handler reports goes through one bounded channel, so the order holds: a job's
 //! last log lines and result rows are written before (or with) its completion. Reports wait at
-//! most `flush_interval` (about 100 ms); a completion is written at once, together with whatever
-//! else is queued, in one transaction.
+//! most `flush_interval` (about 100 ms); a completion at most 2 ms, so that completions arriving
+//! together share one transaction (and one statement) with whatever else is queued.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +15,9 @@ use crate::context::ResultCell;
 use crate::events::JobEvent;
 use crate::state::JobStatus;
 use crate::store::{Completion, WriteBatch};
+
+/// How long a completion may wait for others to share its transaction.
+const COMPLETION_LINGER: Duration = Duration::from_millis(2);
 
 /// The most operations written in one transaction.
 const MAX_BATCH: usize = 2_000;
@@ -69,14 +72,21 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<WriteOp>) {
             return;
         };
         let mut urgent = false;
+        let mut soon = false;
         let mut stop = false;
-        add(op, &mut batch, &mut acks, &mut urgent, &mut stop);
+        add(op, &mut batch, &mut acks, &mut urgent, &mut soon, &mut stop);
         // Take whatever else is already queued into the same transaction.
         while batch.len() < MAX_BATCH && !stop {
             match rx.try_recv() {
-                Ok(op) => add(op, &mut batch, &mut acks, &mut urgent, &mut stop),
+                Ok(op) => add(op, &mut batch, &mut acks, &mut urgent, &mut soon, &mut stop),
                 Err(_) => break,
             }
+        }
+        if soon {
+            // A completion waits a moment for others: under load they arrive together, and one
+            // statement for many beats one each. Nobody waits on it but the job's page.
+            let at = Instant::now() + COMPLETION_LINGER;
+            deadline = Some(deadline.map_or(at, |d| d.min(at)));
         }
         if urgent || stop || batch.len() >= MAX_BATCH {
             flush(&shared, &mut batch).await;
@@ -98,6 +108,7 @@ fn add(
     batch: &mut WriteBatch,
     acks: &mut Vec<oneshot::Sender<()>>,
     urgent: &mut bool,
+    soon: &mut bool,
     stop: &mut bool,
 ) {
     match op {
@@ -128,7 +139,7 @@ fn add(
         } => batch.results.push((job_id, attempt, cells)),
         WriteOp::Complete(c) => {
             batch.completions.push(c);
-            *urgent = true;
+            *soon = true;
         }
         WriteOp::Flush(ack) => {
             acks.push(ack);
