@@ -304,6 +304,7 @@ fn completion(
         outcome,
         refund_attempt: false,
         log: None,
+        at: shared.clock.now(),
     }
 }
 

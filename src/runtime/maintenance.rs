@@ -202,6 +202,7 @@ fn rescue(shared: &Shared, orphans: Vec<crate::entity::job::Model>) {
                 "Worker lost (node {node}) during attempt {}",
                 job.attempt
             )),
+            at: shared.clock.now(),
             node,
         }));
     }
@@ -241,6 +242,7 @@ async fn end_unwritten(shared: &Shared) {
             outcome: "lost",
             refund_attempt: false,
             log: None,
+            at: shared.clock.now(),
             ..c.clone()
         };
         if shared.writer.try_send(WriteOp::Complete(plain)).is_err() {

@@ -147,6 +147,7 @@ async fn give_back(shared: &Shared, ready: &mut VecDeque<(Instant, job::Model)>)
             outcome: "interrupted",
             refund_attempt: true,
             log: None,
+            at: shared.clock.now(),
         };
         if shared
             .writer

@@ -224,8 +224,10 @@ impl Store {
 
     /// Marks a running job `aborting`, recording who asked.
     pub(crate) async fn request_abort(&self, id: i64, by: &str, now: i64) -> Result<job::Model> {
-        let done = retry_busy(|| async {
-            let res = job::Entity::update_many()
+        // The row as the compare-and-set left it (RETURNING): a read afterwards could already
+        // see the job `killed` by the handler it stopped.
+        let changed = retry_busy(|| async {
+            Ok(job::Entity::update_many()
                 .col_expr(
                     job::Column::Status,
                     Expr::value(JobStatus::Aborting.as_str()),
@@ -234,15 +236,17 @@ impl Store {
                 .col_expr(job::Column::UpdatedAt, Expr::value(now))
                 .filter(job::Column::Id.eq(id))
                 .filter(job::Column::Status.eq(JobStatus::Running.as_str()))
-                .exec(&self.db)
-                .await?;
-            Ok(res.rows_affected)
+                .exec_with_returning(&self.db)
+                .await?)
         })
         .await?;
-        if done > 0 {
-            self.notify_after(NOTIFY_ABORT, &id.to_string()).await;
+        match changed.into_iter().next() {
+            Some(job) => {
+                self.notify_after(NOTIFY_ABORT, &id.to_string()).await;
+                Ok(job)
+            }
+            None => self.after_cas(id, 0, "abort").await,
         }
-        self.after_cas(id, done, "abort").await
     }
 
     /// After a compare-and-set: the new row, or why nothing changed.

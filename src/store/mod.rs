@@ -65,6 +65,9 @@ pub(crate) struct Completion {
     pub refund_attempt: bool,
     /// A log line written with the completion, only if it lands (a rescue says why).
     pub log: Option<String>,
+    /// When the attempt ended (the database's clock): its `finished_at`, and where a retry's
+    /// backoff counts from — not when the completer got round to writing it.
+    pub at: i64,
 }
 
 /// What the completer wrote for one completion.

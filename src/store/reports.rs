@@ -347,7 +347,7 @@ impl Store {
                 if c.refund_attempt && status.is_waiting() {
                     self.forget_results(tx, c.job_id, c.attempt).await?;
                 }
-                attempts.push((c.job_id, c.attempt, outcome, error));
+                attempts.push((c.job_id, c.attempt, outcome, error, c.at));
                 landed.push((
                     c,
                     Completed {
@@ -358,12 +358,11 @@ impl Store {
                 ));
             }
             if !attempts.is_empty() {
-                let rows: Vec<(i64, i32, &str, Option<&str>)> = attempts
+                let rows: Vec<(i64, i32, &str, Option<&str>, i64)> = attempts
                     .iter()
-                    .map(|(id, a, o, e)| (*id, *a, *o, e.as_deref()))
+                    .map(|(id, a, o, e, at)| (*id, *a, *o, e.as_deref(), *at))
                     .collect();
-                tx.execute_raw(self.driver.finish_attempts(&rows, now))
-                    .await?;
+                tx.execute_raw(self.driver.finish_attempts(&rows)).await?;
             }
         }
         Ok(landed)

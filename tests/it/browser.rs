@@ -252,10 +252,13 @@ async fn create_a_job_from_the_form_and_watch_it_live_to_the_end() {
         "document.querySelector('#job-status .badge-done')",
     )
     .await;
-    assert_eq!(
-        text(c, "document.querySelector('#job-progress progress').value").await,
-        "100"
-    );
+    // The status and the bar are swapped by separate frames of one event: wait for both.
+    until(
+        c,
+        "the bar at 100 %",
+        "document.querySelector('#job-progress progress').value == 100",
+    )
+    .await;
     assert_eq!(
         c.execute("return window.__stay;", vec![]).await.unwrap(),
         json!(42)

@@ -37,10 +37,10 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
     fn fence_lock(&self) -> &'static str;
 
     /// The completions of a batch (one per job) as rows `c(id, attempt, node, status, error,
-    /// run_at, finished, refund, done)`, from one JSON parameter.
+    /// run_at, finished, refund, done, at)`, from one JSON parameter.
     fn completion_rows(&self) -> &'static str;
 
-    /// Attempt results as rows `c(id, attempt, outcome, error)`, from one JSON parameter.
+    /// Attempt results as rows `c(id, attempt, outcome, error, at)`, from one JSON parameter.
     fn attempt_rows(&self) -> &'static str;
 
     /// Run first in the transaction of a claim or a next-due look-up: pins the plan to the
@@ -115,6 +115,7 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
                     "finished": c.status.is_finished(),
                     "refund": c.refund_attempt as i32,
                     "done": c.status == crate::JobStatus::Done,
+                    "at": c.at,
                 })
             })
             .collect();
@@ -131,7 +132,8 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
                ELSE {j}.attempt - c.refund END, \
              run_at = CASE WHEN {j}.status = 'aborting' THEN {j}.run_at \
                ELSE COALESCE(c.run_at, {j}.run_at) END, \
-             finished_at = CASE WHEN {j}.status = 'aborting' OR c.finished THEN ? ELSE NULL END, \
+             finished_at = CASE WHEN {j}.status = 'aborting' OR c.finished THEN c.at \
+               ELSE NULL END, \
              progress = CASE WHEN {j}.status = 'running' AND c.done THEN 100 \
                ELSE {j}.progress END, \
              updated_at = ? \
@@ -142,33 +144,31 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
             rows = self.completion_rows()
         );
         let json = serde_json::Value::Array(rows).to_string();
-        // Placeholders in text order: finished_at, updated_at, then the rows.
-        self.stmt(&sql, vec![now.into(), now.into(), json.into()])
+        // Placeholders in text order: updated_at, then the rows.
+        self.stmt(&sql, vec![now.into(), json.into()])
     }
 
     /// Closes a batch of attempt records (`job, attempt, outcome, error`) in one statement. An
     /// attempt given back by a shutdown is numbered again: a closed row is left be.
-    fn finish_attempts(&self, rows: &[(i64, i32, &str, Option<&str>)], now: i64) -> Statement {
+    fn finish_attempts(&self, rows: &[(i64, i32, &str, Option<&str>, i64)]) -> Statement {
         let json: Vec<serde_json::Value> = rows
             .iter()
-            .map(|(id, attempt, outcome, error)| {
-                serde_json::json!({"id": id, "attempt": attempt, "outcome": outcome, "error": error})
+            .map(|(id, attempt, outcome, error, at)| {
+                serde_json::json!({
+                    "id": id, "attempt": attempt, "outcome": outcome, "error": error, "at": at
+                })
             })
             .collect();
         let a = "nightshift_job_attempts";
         let sql = format!(
-            "UPDATE {a} SET finished_at = ?, outcome = c.outcome, error = c.error \
+            "UPDATE {a} SET finished_at = c.at, outcome = c.outcome, error = c.error \
              FROM {rows} \
              WHERE {a}.job_id = c.id AND {a}.attempt = c.attempt AND {a}.finished_at IS NULL",
             rows = self.attempt_rows()
         );
-        // Placeholders in text order: finished_at, then the rows.
         self.stmt(
             &sql,
-            vec![
-                now.into(),
-                serde_json::Value::Array(json).to_string().into(),
-            ],
+            vec![serde_json::Value::Array(json).to_string().into()],
         )
     }
 

@@ -39,11 +39,11 @@ impl Driver for Postgres {
 
     fn completion_rows(&self) -> &'static str {
         "json_to_recordset(?::json) AS c(id BIGINT, attempt INT, node TEXT, status TEXT, \
-         error TEXT, run_at BIGINT, finished BOOLEAN, refund INT, done BOOLEAN)"
+         error TEXT, run_at BIGINT, finished BOOLEAN, refund INT, done BOOLEAN, at BIGINT)"
     }
 
     fn attempt_rows(&self) -> &'static str {
-        "json_to_recordset(?::json) AS c(id BIGINT, attempt INT, outcome TEXT, error TEXT)"
+        "json_to_recordset(?::json) AS c(id BIGINT, attempt INT, outcome TEXT, error TEXT, at BIGINT)"
     }
 
     fn plan_for_claims(&self) -> Option<&'static str> {
