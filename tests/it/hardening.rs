@@ -2,7 +2,7 @@
 //! traffic, cross-site posts under a host's own sign-in, kinds this process does not know, and
 //! a database that is down.
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use nightshift::Role;
@@ -128,47 +128,13 @@ fn peak_rss_mib(pid: u32) -> u64 {
     kib / 1024
 }
 
-/// Starts `nightshift serve` on port 0; returns the child and its base URL.
-fn start_server(url: &str, dir: &std::path::Path) -> (std::process::Child, String) {
-    use std::io::{BufRead, BufReader};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nightshift"))
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--no-demo",
-            "--database-url",
-            url,
-        ])
-        .current_dir(dir)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent && let Some(rest) = line.split("admin at ").nth(1) {
-                let _ = tx.send(rest.trim().trim_end_matches('/').to_owned());
-                sent = true;
-            }
-        }
-    });
-    let base = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the server says where it listens");
-    (child, base)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_parallel_logins_keep_the_server_memory_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("jobs.db").display());
-    let mut add = Command::new(env!("CARGO_BIN_EXE_nightshift"))
-        .args([
+    crate::process::cli(
+        dir.path(),
+        &[
             "operator",
             "add",
             "alice",
@@ -176,20 +142,12 @@ async fn two_hundred_parallel_logins_keep_the_server_memory_bounded() {
             "admin",
             "--database-url",
             &url,
-        ])
-        .current_dir(dir.path())
-        .stdin(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = add.stdin.take().unwrap();
-        writeln!(stdin, "{ADMIN_PASSWORD}").unwrap();
-    }
-    assert!(add.wait().unwrap().success());
-    let (mut server, base) = start_server(&url, dir.path());
-    let before = peak_rss_mib(server.id());
+        ],
+        &format!("{ADMIN_PASSWORD}\n"),
+    );
+    let server = crate::process::Server::start(dir.path(), &["--no-demo", "--database-url", &url]);
+    let base = server.base.clone();
+    let before = peak_rss_mib(server.child.id());
     // Four addresses, 50 distinct names each: every attempt passes the throttle and needs a
     // password check, so only the hashing gate stands between them and the memory.
     let mut attempts = vec![];
@@ -204,9 +162,8 @@ async fn two_hundred_parallel_logins_keep_the_server_memory_bounded() {
         }
     }
     let statuses = futures::future::join_all(attempts).await;
-    let peak = peak_rss_mib(server.id());
-    let _ = server.kill();
-    let _ = server.wait();
+    let peak = peak_rss_mib(server.child.id());
+    drop(server);
     assert!(
         statuses.iter().all(|s| matches!(s, 401 | 503)),
         "{statuses:?}"

@@ -11,6 +11,7 @@ mod input;
 mod leases;
 mod nodes;
 mod postgres;
+mod process;
 mod regressions;
 mod secrets;
 mod security;

@@ -1,7 +1,6 @@
 //! The admin's event streams: a long log catches up page by page, and a `serve` process told to
 //! stop (SIGTERM) closes its streams, stops claiming at once and gives running jobs back.
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::Duration;
 
 use nightshift::JobStatus;
@@ -9,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::app::{ADMIN_PASSWORD, spawn_app};
 use crate::helpers::finished;
+use crate::process::{Server, cli};
 
 /// The `data` of every `log` event of an SSE text, in order, with its event id.
 fn log_events(text: &str) -> Vec<(i64, String)> {
@@ -97,93 +97,6 @@ async fn a_log_longer_than_a_page_catches_up_completely_and_in_order() {
         .await
         .unwrap();
     assert_eq!(text.matches("event: log").count(), lines as usize - 100);
-}
-
-/// Runs `nightshift ARGS` to completion with `stdin`, returning stdout.
-fn cli(dir: &std::path::Path, args: &[&str], stdin: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nightshift"))
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "nightshift {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// A `serve` process: the child, its base URL, and what it has written to stderr so far.
-struct Server {
-    child: std::process::Child,
-    base: String,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    fn start(dir: &std::path::Path, args: &[&str]) -> Server {
-        use std::io::{BufRead, BufReader};
-        let mut child = Command::new(env!("CARGO_BIN_EXE_nightshift"))
-            .args(["serve", "--bind", "127.0.0.1:0"])
-            .args(args)
-            .current_dir(dir)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let lines = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("admin at ").nth(1) {
-                    let _ = tx.send(rest.trim().trim_end_matches('/').to_owned());
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let base = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the server says where it listens");
-        Server { child, base, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    /// Waits up to `limit` for the process to exit.
-    async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = tokio::time::Instant::now() + limit;
-        while tokio::time::Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Reads an event stream until it ends: `Ok(text)` when it was closed properly, `Err` when the
