@@ -59,7 +59,7 @@ async fn stop_aborted(shared: &Shared) {
     if shared.registry.len() == 0 {
         return;
     }
-    match shared.store.aborting_on_read(&shared.node.id).await {
+    match shared.store.aborting_on(&shared.node.id).await {
         Ok(jobs) => {
             let now = shared.clock.now();
             for (job_id, by) in jobs {

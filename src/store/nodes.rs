@@ -114,21 +114,8 @@ impl Store {
             .filter(job::Column::Status.eq(JobStatus::Aborting.as_str()))
             .filter(job::Column::LockedBy.eq(node))
             .into_tuple::<(i64, Option<String>)>()
-            .all(&self.beat)
-            .await?;
-        Ok(rows)
-    }
-
-    /// [`Store::aborting_on`] through the read pool: the listener's look-ups never queue on the
-    /// heartbeat's connection.
-    pub(crate) async fn aborting_on_read(&self, node: &str) -> Result<Vec<(i64, Option<String>)>> {
-        let rows = job::Entity::find()
-            .select_only()
-            .column(job::Column::Id)
-            .column(job::Column::AbortedBy)
-            .filter(job::Column::Status.eq(JobStatus::Aborting.as_str()))
-            .filter(job::Column::LockedBy.eq(node))
-            .into_tuple::<(i64, Option<String>)>()
+            // A read: never queued on the heartbeat's own connection (maintenance and the
+            // listener both ask).
             .all(&self.read)
             .await?;
         Ok(rows)
