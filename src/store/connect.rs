@@ -46,7 +46,9 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection> {
                 })
             });
     } else {
-        opts.max_connections(10).min_connections(1);
+        opts.max_connections(10)
+            .min_connections(1)
+            .map_sqlx_postgres_opts(|o| o.options([PG_PLANS]));
     }
     let db = Database::connect(opts).await?;
     if db.get_database_backend() == DbBackend::Sqlite {
@@ -56,6 +58,13 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection> {
     Migrator::up(&db, None).await?;
     Ok(db)
 }
+
+/// Every PostgreSQL connection of the engine plans each statement for its parameters and the
+/// table as it is now. Left to itself, PostgreSQL switches a prepared statement to a generic plan
+/// after five runs and keeps it: a plan made while the queue was short (a nested loop over every
+/// waiting job) then served a claim 260 ms at 100,000 waiting instead of 0.5 ms.
+/// Set in each connection's start-up packet, so every connection of every pool gets it.
+const PG_PLANS: (&str, &str) = ("plan_cache_mode", "force_custom_plan");
 
 /// One direct connection before the pool is built, so a bad address or password is reported
 /// with its real cause and within seconds.

@@ -51,7 +51,11 @@ impl Driver for Postgres {
         // guesses a handful of waiting rows, combines two indexes and sorts every waiting job
         // for each claim: 30 ms at 70,000 waiting, growing with the queue. The partial index
         // already yields claim order; this makes the planner read it, whatever it guesses.
-        Some("SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off")
+        // Custom plans as well (see `connect::PG_PLANS`), also on a pool the engine did not open.
+        Some(
+            "SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off; \
+             SET LOCAL plan_cache_mode = force_custom_plan",
+        )
     }
 
     fn rescue_lock(&self) -> Option<Statement> {
