@@ -14,8 +14,10 @@ use crate::state::JobStatus;
 pub struct Job {
     /// Its id.
     pub id: i64,
-    /// Its kind's name.
+    /// Its kind's name: the key it is stored under.
     pub job: String,
+    /// What the admin shows for its kind: the registered kind's label, else the key.
+    pub label: String,
     /// Its kind's group ("" if the kind is not registered here).
     pub group: String,
     /// The queue it was put on.
@@ -68,6 +70,9 @@ impl Job {
         };
         Ok(Job {
             id: m.id,
+            label: kind
+                .map(|k| k.display_label().to_owned())
+                .unwrap_or_else(|| m.kind.clone()),
             job: m.kind,
             group: kind.map(|k| k.group.clone()).unwrap_or_default(),
             queue: m.queue,

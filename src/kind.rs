@@ -22,6 +22,24 @@ pub const SECRET_MASK: &str = "••••••";
 pub(crate) enum HandlerError {
     BadArgs(String),
     Failed(anyhow::Error),
+    /// The handler cancelled its job for good ([`crate::cancel`]).
+    Cancel(String),
+    /// The handler asked to run again later, attempt not spent ([`crate::snooze`]).
+    Snooze(Duration),
+}
+
+impl HandlerError {
+    /// A handler's error, with the outcome markers of [`crate::outcome`] recognised (also under
+    /// added context).
+    fn from_handler(e: anyhow::Error) -> Self {
+        if let Some(c) = e.downcast_ref::<crate::outcome::JobCancel>() {
+            return HandlerError::Cancel(c.reason.clone());
+        }
+        if let Some(s) = e.downcast_ref::<crate::outcome::JobSnooze>() {
+            return HandlerError::Snooze(s.after);
+        }
+        HandlerError::Failed(e)
+    }
 }
 
 type ErasedHandler =
@@ -104,6 +122,7 @@ impl Default for Backoff {
 #[derive(Clone)]
 pub struct JobKind {
     pub(crate) name: String,
+    pub(crate) label: Option<String>,
     pub(crate) group: String,
     pub(crate) queue: String,
     pub(crate) schedulable: bool,
@@ -113,7 +132,8 @@ pub struct JobKind {
     pub(crate) role: crate::role::Role,
     pub(crate) schema: Arc<Value>,
     pub(crate) secrets: Arc<BTreeSet<String>>,
-    pub(crate) handler: ErasedHandler,
+    /// `None`: declared only (an enqueue-only process); its jobs are not claimed here.
+    pub(crate) handler: Option<ErasedHandler>,
     validator: ErasedValidator,
 }
 
@@ -121,6 +141,7 @@ impl std::fmt::Debug for JobKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JobKind")
             .field("name", &self.name)
+            .field("label", &self.label)
             .field("group", &self.group)
             .field("queue", &self.queue)
             .field("schedulable", &self.schedulable)
@@ -132,7 +153,8 @@ impl std::fmt::Debug for JobKind {
 impl JobKind {
     /// A kind named `name` whose jobs run `handler`. Defaults: group "Jobs", queue "default",
     /// not schedulable, one attempt (retries are opt-in: most jobs are not idempotent), default
-    /// [`Backoff`], no timeout.
+    /// [`Backoff`], no timeout. `name` is the key stored with each job; the admin shows
+    /// [`JobKind::label`] if set.
     pub fn new<A, F, Fut>(name: impl Into<String>, handler: F) -> Self
     where
         A: DeserializeOwned + JsonSchema + Send + 'static,
@@ -144,14 +166,33 @@ impl JobKind {
             let handler = handler.clone();
             async move {
                 let args: A = parse_args(args).map_err(|e| HandlerError::BadArgs(e.to_string()))?;
-                handler(args, ctx).await.map_err(HandlerError::Failed)
+                handler(args, ctx).await.map_err(HandlerError::from_handler)
             }
             .boxed()
         });
+        let mut kind = Self::declare::<A>(name);
+        kind.handler = Some(erased);
+        kind
+    }
+
+    /// A kind with arguments `A` and no handler: what a process that only enqueues needs to
+    /// validate arguments and mask secrets. Jobs of it are not claimed by this process.
+    ///
+    /// ```
+    /// # #[derive(serde::Deserialize, schemars::JsonSchema)] struct Args { to: String }
+    /// let kind = nightshift::JobKind::declare::<Args>("send_mail").label("Send Mail");
+    /// assert!(!kind.has_handler());
+    /// assert_eq!(kind.display_label(), "Send Mail");
+    /// ```
+    pub fn declare<A>(name: impl Into<String>) -> Self
+    where
+        A: DeserializeOwned + JsonSchema + Send + 'static,
+    {
         let schema = serde_json::to_value(schemars::schema_for!(A)).unwrap_or(Value::Null);
         let secrets = secret_fields(&schema);
         JobKind {
             name: name.into(),
+            label: None,
             group: "Jobs".into(),
             queue: "default".into(),
             schedulable: false,
@@ -161,9 +202,41 @@ impl JobKind {
             role: crate::role::Role::Operator,
             schema: Arc::new(schema),
             secrets: Arc::new(secrets),
-            handler: erased,
+            handler: None,
             validator: Arc::new(|v| parse_args::<A>(v.clone()).map(|_| ())),
         }
+    }
+
+    /// The kind of a typed job, `J::KIND` configured by `J::configure`, run by `handler`.
+    pub fn of<J, F, Fut>(handler: F) -> Self
+    where
+        J: crate::JobArgs,
+        F: Fn(J, JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        J::configure(Self::new(J::KIND, handler))
+    }
+
+    /// The kind of a typed job without a handler (see [`JobKind::declare`]).
+    pub fn declared<J: crate::JobArgs>() -> Self {
+        J::configure(Self::declare::<J>(J::KIND))
+    }
+
+    /// What the admin shows for this kind (default: its name). Free to change: jobs are stored
+    /// under the name.
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
+
+    /// The label shown in the admin: the one set, else the name.
+    pub fn display_label(&self) -> &str {
+        self.label.as_deref().unwrap_or(&self.name)
+    }
+
+    /// Whether this process can run jobs of this kind.
+    pub fn has_handler(&self) -> bool {
+        self.handler.is_some()
     }
 
     /// The group the admin lists this kind under.
@@ -214,7 +287,7 @@ impl JobKind {
         self.role
     }
 
-    /// The kind's name.
+    /// The kind's name: the key its jobs are stored under.
     pub fn name(&self) -> &str {
         &self.name
     }

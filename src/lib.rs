@@ -32,12 +32,13 @@
 //! let worker = Worker::builder().database_url("sqlite://jobs.db?mode=rwc").build().await?;
 //! worker.register(JobKind::new("Send Newsletter", send_newsletter).group("Mail").schedulable())?;
 //! worker.start().await?;
-//! worker.enqueue("Send Newsletter", &SendNewsletter { subject: "Hello".into() }).await?;
+//! worker.enqueue_dynamic("Send Newsletter", &SendNewsletter { subject: "Hello".into() }).await?;
 //! # Ok(()) }
 //! ```
 pub mod admin;
 pub mod auth;
 pub mod bench;
+pub mod client;
 pub mod clock;
 pub mod context;
 pub mod demo;
@@ -45,11 +46,15 @@ pub mod entity;
 pub mod error;
 pub mod events;
 pub mod job;
+pub mod job_args;
 pub mod kind;
+pub mod new_job;
+pub mod outcome;
 pub mod role;
 pub(crate) mod runtime;
 pub mod secrets;
 pub mod state;
+#[doc(hidden)]
 pub mod store;
 pub mod text;
 pub mod worker;
@@ -62,7 +67,11 @@ pub use kind::{Backoff, JobKind};
 pub use role::Role;
 pub use runtime::Config;
 pub use state::JobStatus;
-pub use worker::{NewJob, Worker, WorkerBuilder};
+pub use client::Client;
+pub use job_args::JobArgs;
+pub use new_job::NewJob;
+pub use outcome::{JobCancel, JobSnooze, cancel, snooze};
+pub use worker::{Worker, WorkerBuilder};
 
 /// The database used when none is given: a SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://nightshift.db?mode=rwc";

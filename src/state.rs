@@ -11,8 +11,8 @@
 //!    └──── claim ────────┘
 //!              ▼
 //!           running ──── abort ───► aborting ───► killed
-//!              │  │                    │
-//!              │  └─ retry / shutdown ─┼──► new | scheduled   (attempt kept or given back)
+//!              │  │  └─ handler cancels ─► cancelled
+//!              │  └─ retry / snooze / shutdown ─► new | scheduled  (attempt kept or given back)
 //!              ▼                       │
 //!        done | exception ◄────────────┘ (never: an aborted job always ends killed)
 //! ```
@@ -70,7 +70,7 @@ pub enum JobStatus {
     Exception,
     /// Aborted while running. Final.
     Killed,
-    /// Cancelled before it started. Final.
+    /// Cancelled before it started, or by its own handler ([`crate::cancel`]). Final.
     Cancelled,
 }
 
@@ -125,7 +125,8 @@ impl JobStatus {
     /// ```
     /// use nightshift::JobStatus::*;
     /// assert!(Running.can_become(Aborting));
-    /// assert!(!Running.can_become(Cancelled));
+    /// assert!(Running.can_become(Cancelled)); // its handler cancelled it
+    /// assert!(!Killed.can_become(Cancelled));
     /// assert!(!Done.can_become(New));
     /// ```
     pub fn can_become(self, next: JobStatus) -> bool {
@@ -134,9 +135,10 @@ impl JobStatus {
             // Update (and the time passing) moves a waiting job between the two waiting states;
             // claim starts it; cancel ends it.
             (New | Scheduled, New | Scheduled | Running | Cancelled) => true,
-            // A handler finishes, fails for good, is aborted, or gives its job back for a retry
-            // (`scheduled`/`new`), after a shutdown interrupted it (`new`) or its worker was lost.
-            (Running, Done | Exception | Aborting | Scheduled | New) => true,
+            // A handler finishes, fails for good, cancels its job (`crate::cancel`), is aborted,
+            // or gives its job back for a retry or a snooze (`scheduled`/`new`), after a shutdown
+            // interrupted it (`new`) or its worker was lost.
+            (Running, Done | Exception | Cancelled | Aborting | Scheduled | New) => true,
             // An abort always ends `killed`, whatever the handler returns.
             (Aborting, Killed) => true,
             _ => false,

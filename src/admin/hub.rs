@@ -18,7 +18,7 @@ use crate::events::JobEvent;
 use crate::job::Job;
 use crate::state::JobStatus;
 use crate::store::JobFilter;
-use crate::worker::Worker;
+use crate::client::Client;
 
 /// One server-sent event, rendered both ways.
 #[derive(Debug)]
@@ -75,7 +75,7 @@ impl Counts {
 }
 
 pub struct Hub {
-    worker: Worker,
+    worker: Client,
     base: OnceLock<String>,
     started: OnceLock<()>,
     jobs: Mutex<HashMap<i64, broadcast::Sender<Arc<Frame>>>>,
@@ -117,7 +117,7 @@ pub fn log_frame(id: i64, at: i64, line: &str) -> Frame {
 const COUNTS_TTL: Duration = Duration::from_millis(1000);
 
 impl Hub {
-    pub fn new(worker: Worker) -> Arc<Hub> {
+    pub fn new(worker: Client) -> Arc<Hub> {
         let (list, _) = broadcast::channel(1024);
         Arc::new(Hub {
             worker,

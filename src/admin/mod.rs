@@ -35,7 +35,7 @@ pub use extract::Operator;
 
 use crate::auth::session_store::DbSessionStore;
 use crate::auth::{Accounts, Auth};
-use crate::worker::Worker;
+use crate::client::Client;
 use error::ErrorBody;
 use extract::Chrome;
 use hub::Hub;
@@ -46,7 +46,7 @@ use views::layout::PageCtx;
 pub struct AdminState(Arc<Inner>);
 
 pub struct Inner {
-    pub worker: Worker,
+    pub worker: Client,
     pub hub: Arc<Hub>,
     pub auth: Auth,
     pub accounts: Accounts,
@@ -106,12 +106,14 @@ impl AdminState {
     }
 }
 
-/// The admin router for `worker`: serve it at `/`, or mount it under any prefix with
-/// `Router::nest`; every link honours the prefix.
-pub fn router<S>(worker: Worker, auth: Auth) -> Router<S>
+/// The admin router on `client` (a [`Client`], or a [`crate::Worker`]): serve it at `/`, or
+/// mount it under any prefix with `Router::nest`; every link honours the prefix. It needs no
+/// handlers: a web process that only enqueues can serve it while other nodes run the jobs.
+pub fn router<S>(client: impl Into<Client>, auth: Auth) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
+    let worker: Client = client.into();
     let db = worker.store().connection().clone();
     let state = AdminState(Arc::new(Inner {
         hub: Hub::new(worker.clone()),

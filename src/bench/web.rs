@@ -182,7 +182,7 @@ pub(crate) async fn sse_fanout(
     let tallies: Vec<Arc<Tally>> = (0..subscribers).map(|_| Arc::default()).collect();
     let out = async {
         worker.start().await?;
-        let id = worker.enqueue(LOGGER, &crate::demo::NoArgs {}).await?;
+        let id = worker.enqueue_dynamic(LOGGER, &crate::demo::NoArgs {}).await?;
         tokio::time::timeout(Duration::from_secs(30), started.recv())
             .await
             .map_err(|_| anyhow::anyhow!("the logging job did not start"))?;

@@ -37,8 +37,11 @@ enum Ended {
 
 pub(crate) async fn run(shared: Arc<Shared>, job: job::Model, permit: OwnedSemaphorePermit) {
     let began = std::time::Instant::now();
+    tracing::debug!(job_id = job.id, kind = %job.kind, attempt = job.attempt, "job started");
     let completion = execute(&shared, &job).await;
-    shared.note_duration(began.elapsed());
+    let took = began.elapsed();
+    shared.note_duration(took);
+    telemetry(&job, &completion, took);
     if shared
         .writer
         .send(WriteOp::Complete(completion))
@@ -52,9 +55,30 @@ pub(crate) async fn run(shared: Arc<Shared>, job: job::Model, permit: OwnedSemap
     shared.wake.notify_one();
 }
 
+/// One event per finished attempt, with its outcome and duration: `debug` when it went well,
+/// `warn` when it failed.
+fn telemetry(job: &job::Model, c: &Completion, took: Duration) {
+    let ms = took.as_secs_f64() * 1000.0;
+    match c.error.as_deref() {
+        Some(error) if c.outcome != "cancelled" => tracing::warn!(
+            job_id = job.id, kind = %job.kind, attempt = job.attempt, outcome = c.outcome,
+            duration_ms = ms, error, "job attempt failed"
+        ),
+        _ => tracing::debug!(
+            job_id = job.id, kind = %job.kind, attempt = job.attempt, outcome = c.outcome,
+            duration_ms = ms, "job attempt ended"
+        ),
+    }
+}
+
 async fn execute(shared: &Shared, job: &job::Model) -> Completion {
     let attempt = job.attempt.max(1) as u32;
-    let Some(kind) = shared.kind(&job.kind) else {
+    // Claims only ask for kinds with a handler here; a kind re-registered without one in
+    // between is the only way to get here without one.
+    let Some((kind, handler)) = shared
+        .kind(&job.kind)
+        .and_then(|k| k.handler.clone().map(|h| (k, h)))
+    else {
         return bad_args(
             shared,
             job,
@@ -102,7 +126,15 @@ async fn execute(shared: &Shared, job: &job::Model) -> Completion {
         shared.writer.clone(),
         kind.redact(&args),
     );
-    let run = (kind.handler)(args, ctx);
+    // Every event the handler logs through `tracing` carries the job.
+    let span = tracing::info_span!(
+        "job",
+        job_id = job.id,
+        kind = %job.kind,
+        attempt,
+        queue = %job.queue
+    );
+    let run = tracing::Instrument::instrument(handler(args, ctx), span);
     let told = signal.token.clone();
     // Whether the stop signal came before the handler returned tells a job that finished from one
     // that stopped because it was asked to (both may return Ok).
@@ -240,6 +272,24 @@ async fn decide(
             Ended::Finished(Ok(Err(HandlerError::BadArgs(msg))))
             | Ended::Returned(Ok(Err(HandlerError::BadArgs(msg)))) => {
                 bad_args(shared, job, format!("bad arguments: {msg}"))
+            }
+            Ended::Finished(Ok(Err(HandlerError::Cancel(reason))))
+            | Ended::Returned(Ok(Err(HandlerError::Cancel(reason)))) => {
+                let msg = truncate(format!("cancelled by its handler: {reason}"), MAX_ERROR);
+                completion(shared, job, JobStatus::Cancelled, Some(msg), "cancelled")
+            }
+            Ended::Finished(Ok(Err(HandlerError::Snooze(after))))
+            | Ended::Returned(Ok(Err(HandlerError::Snooze(after)))) => {
+                // Back to wait, the attempt given back: a snooze is not a failure.
+                let status = if after.is_zero() {
+                    JobStatus::New
+                } else {
+                    JobStatus::Scheduled
+                };
+                let mut c = completion(shared, job, status, None, "snoozed");
+                c.run_at = Some(shared.clock.now() + after.as_millis().min(i64::MAX as u128) as i64);
+                c.refund_attempt = true;
+                c
             }
             Ended::Finished(Ok(Err(HandlerError::Failed(e))))
             | Ended::Returned(Ok(Err(HandlerError::Failed(e)))) => {

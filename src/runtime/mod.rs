@@ -163,8 +163,9 @@ impl Shared {
             .kinds
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
+            .values()
+            .filter(|k| k.has_handler())
+            .map(|k| k.name.clone())
             .collect();
         names.sort();
         names

@@ -37,7 +37,7 @@ async fn list_answers_json_and_html_with_counts_and_keyset_pages() {
     let later = chrono::Utc::now() + chrono::Duration::hours(1);
     for i in 0..60 {
         app.worker
-            .schedule("Work", &json!({"lines": i}), later)
+            .schedule_dynamic("Work", &json!({"lines": i}), later)
             .await
             .unwrap();
     }
@@ -264,7 +264,7 @@ async fn actions_answer_409_when_the_state_does_not_allow_them() {
     let later = chrono::Utc::now() + chrono::Duration::hours(1);
     let waiting = app
         .worker
-        .schedule("Work", &json!({}), later)
+        .schedule_dynamic("Work", &json!({}), later)
         .await
         .unwrap();
     let res = app
@@ -358,7 +358,7 @@ async fn script_in_arguments_logs_and_errors_is_inert() {
     finished(&app.worker, logged).await;
     let list = app
         .worker
-        .enqueue("Stubborn", &json!({"ms": 1}))
+        .enqueue_dynamic("Stubborn", &json!({"ms": 1}))
         .await
         .unwrap();
     finished(&app.worker, list).await;
@@ -456,7 +456,7 @@ async fn mounted_under_a_prefix_every_link_stays_inside_it() {
     let later = chrono::Utc::now() + chrono::Duration::hours(1);
     let waiting = app
         .worker
-        .schedule(
+        .schedule_dynamic(
             "Send Newsletter",
             &json!({"subject": "s", "content": "c", "send_password": "p"}),
             later,

@@ -333,7 +333,7 @@ async fn reschedule_a_scheduled_job_then_cancel_another() {
     let later = chrono::Utc::now() + chrono::Duration::hours(2);
     let id = app
         .worker
-        .schedule("Send Newsletter", &args, later)
+        .schedule_dynamic("Send Newsletter", &args, later)
         .await
         .unwrap();
     c.goto(&app.url(&format!("/workers/{id}"))).await.unwrap();
@@ -388,7 +388,7 @@ async fn reschedule_a_scheduled_job_then_cancel_another() {
 
     let other = app
         .worker
-        .schedule("Send Newsletter", &args, later)
+        .schedule_dynamic("Send Newsletter", &args, later)
         .await
         .unwrap();
     c.goto(&app.url(&format!("/workers/{other}")))

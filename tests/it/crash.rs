@@ -36,12 +36,12 @@ both_databases! {
         let runs = register(&worker);
         // Attempt 1 hangs for a minute (the process dies during it); attempt 2 is quick.
         let id = worker
-            .enqueue("Work", &json!({"lines": 3, "first_ms": 60_000}))
+            .enqueue_dynamic("Work", &json!({"lines": 3, "first_ms": 60_000}))
             .await
             .unwrap();
         // One attempt only: it cannot be retried, so it ends in exception.
         let one_shot = worker
-            .enqueue("Stubborn", &json!({"ms": 60_000}))
+            .enqueue_dynamic("Stubborn", &json!({"ms": 60_000}))
             .await
             .unwrap();
 

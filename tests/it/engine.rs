@@ -15,7 +15,7 @@ both_databases! {
         let worker = builder(&db).build().await.unwrap();
         register(&worker);
         // Not started: jobs wait.
-        let id = worker.enqueue("Work", &Args::default()).await.unwrap();
+        let id = worker.enqueue_dynamic("Work", &Args::default()).await.unwrap();
         assert_eq!(worker.job(id).await.unwrap().status, JobStatus::New);
 
         // Abort is only for running jobs.
@@ -84,10 +84,10 @@ both_databases! {
     async fn bad_input_is_refused_with_the_field_named(db: TestDb) {
         let worker = builder(&db).build().await.unwrap();
         register(&worker);
-        let err = worker.enqueue("Nope", &json!({})).await.unwrap_err();
+        let err = worker.enqueue_dynamic("Nope", &json!({})).await.unwrap_err();
         assert!(matches!(err, Error::UnknownKind(_)));
         let err = worker
-            .enqueue("Work", &json!({"ms": "soon"}))
+            .enqueue_dynamic("Work", &json!({"ms": "soon"}))
             .await
             .unwrap_err();
         match err {
@@ -95,13 +95,13 @@ both_databases! {
             other => panic!("{other}"),
         }
         let err = worker
-            .schedule("Fail", &json!({}), Utc::now())
+            .schedule_dynamic("Fail", &json!({}), Utc::now())
             .await
             .unwrap_err();
         assert!(matches!(err, Error::NotSchedulable(_)));
         let huge = "x".repeat(1024 * 1024 + 1);
         let err = worker
-            .enqueue("Work", &json!({"secret": huge}))
+            .enqueue_dynamic("Work", &json!({"secret": huge}))
             .await
             .unwrap_err();
         assert!(err.to_string().contains("at most"), "{err}");
@@ -114,7 +114,7 @@ both_databases! {
         register(&worker);
         let later = Utc::now() + chrono::Duration::hours(1);
         let id = worker
-            .schedule("Work", &json!({"secret": "hunter2"}), later)
+            .schedule_dynamic("Work", &json!({"secret": "hunter2"}), later)
             .await
             .unwrap();
         let job = worker.job(id).await.unwrap();
@@ -137,7 +137,7 @@ both_databases! {
         let mut events = worker.subscribe();
         worker.start().await.unwrap();
         let id = worker
-            .enqueue("Work", &json!({"lines": 500}))
+            .enqueue_dynamic("Work", &json!({"lines": 500}))
             .await
             .unwrap();
         let job = finished(&worker, id).await;
@@ -179,7 +179,7 @@ both_databases! {
         register(&worker);
         worker.start().await.unwrap();
         let at = Utc::now() + chrono::Duration::milliseconds(2_700);
-        let id = worker.schedule("Work", &json!({}), at).await.unwrap();
+        let id = worker.schedule_dynamic("Work", &json!({}), at).await.unwrap();
         assert_eq!(worker.job(id).await.unwrap().status, JobStatus::Scheduled);
         let job = finished(&worker, id).await;
         assert_eq!(job.status, JobStatus::Done);
@@ -206,13 +206,13 @@ both_databases! {
         register(&worker);
         worker.start().await.unwrap();
         let past = worker
-            .schedule("Work", &json!({}), Utc::now() - chrono::Duration::hours(3))
+            .schedule_dynamic("Work", &json!({}), Utc::now() - chrono::Duration::hours(3))
             .await
             .unwrap();
         assert_eq!(finished(&worker, past).await.status, JobStatus::Done);
 
         let id = worker
-            .schedule("Work", &json!({}), Utc::now() + chrono::Duration::hours(1))
+            .schedule_dynamic("Work", &json!({}), Utc::now() + chrono::Duration::hours(1))
             .await
             .unwrap();
         let soon = Utc::now() + chrono::Duration::milliseconds(300);
@@ -223,7 +223,7 @@ both_databases! {
 
         // A cancelled scheduled job never runs.
         let id = worker
-            .schedule(
+            .schedule_dynamic(
                 "Work",
                 &json!({}),
                 Utc::now() + chrono::Duration::milliseconds(200),
@@ -247,7 +247,7 @@ both_databases! {
         register(&worker);
         worker.start().await.unwrap();
         let id = worker
-            .enqueue("Work", &json!({"ms": 30_000}))
+            .enqueue_dynamic("Work", &json!({"ms": 30_000}))
             .await
             .unwrap();
         wait_for(&worker, id, "running", |j| j.status == JobStatus::Running).await;
@@ -303,7 +303,7 @@ both_databases! {
         register(&worker);
         worker.start().await.unwrap();
         let id = worker
-            .enqueue("Stubborn", &json!({"ms": 60_000}))
+            .enqueue_dynamic("Stubborn", &json!({"ms": 60_000}))
             .await
             .unwrap();
         wait_for(&worker, id, "running", |j| j.status == JobStatus::Running).await;
@@ -333,9 +333,9 @@ both_databases! {
         let worker = builder(&db).build().await.unwrap();
         register(&worker);
         worker.start().await.unwrap();
-        let fail = worker.enqueue("Fail", &json!({})).await.unwrap();
-        let panic = worker.enqueue("Panic", &json!({})).await.unwrap();
-        let rows = worker.enqueue("ErrorRows", &json!({})).await.unwrap();
+        let fail = worker.enqueue_dynamic("Fail", &json!({})).await.unwrap();
+        let panic = worker.enqueue_dynamic("Panic", &json!({})).await.unwrap();
+        let rows = worker.enqueue_dynamic("ErrorRows", &json!({})).await.unwrap();
 
         let job = finished(&worker, fail).await;
         assert_eq!(job.status, JobStatus::Exception);
@@ -361,7 +361,7 @@ both_databases! {
         );
 
         // The worker is still fine.
-        let ok = worker.enqueue("Work", &json!({})).await.unwrap();
+        let ok = worker.enqueue_dynamic("Work", &json!({})).await.unwrap();
         assert_eq!(finished(&worker, ok).await.status, JobStatus::Done);
         worker.shutdown().await;
     }
@@ -373,7 +373,7 @@ both_databases! {
         register(&worker);
         worker.start().await.unwrap();
         let id = worker
-            .enqueue("Work", &json!({"fail_times": 2}))
+            .enqueue_dynamic("Work", &json!({"fail_times": 2}))
             .await
             .unwrap();
         let job = finished(&worker, id).await;
@@ -396,7 +396,7 @@ both_databases! {
 
         // Out of attempts: exception with the last error.
         let id = worker
-            .enqueue("Work", &json!({"fail_times": 5}))
+            .enqueue_dynamic("Work", &json!({"fail_times": 5}))
             .await
             .unwrap();
         let job = finished(&worker, id).await;
@@ -413,7 +413,7 @@ both_databases! {
         register(&worker);
         worker.start().await.unwrap();
         let id = worker
-            .enqueue("Slow", &json!({"ms": 60_000}))
+            .enqueue_dynamic("Slow", &json!({"ms": 60_000}))
             .await
             .unwrap();
         let job = finished(&worker, id).await;
@@ -435,13 +435,13 @@ both_databases! {
         let worker = builder(&db).build().await.unwrap();
         register(&worker);
         worker.start().await.unwrap();
-        let short = worker.enqueue("Work", &json!({"ms": 100})).await.unwrap();
+        let short = worker.enqueue_dynamic("Work", &json!({"ms": 100})).await.unwrap();
         let long = worker
-            .enqueue("Work", &json!({"ms": 60_000}))
+            .enqueue_dynamic("Work", &json!({"ms": 60_000}))
             .await
             .unwrap();
         let stubborn = worker
-            .enqueue("Stubborn", &json!({"ms": 60_000}))
+            .enqueue_dynamic("Stubborn", &json!({"ms": 60_000}))
             .await
             .unwrap();
         // The short job may be done before a poll sees it running (100 ms): wait for it to
@@ -550,7 +550,7 @@ async fn a_locked_database_delays_jobs_but_never_fails_them() {
         for _ in 0..5 {
             v.push(
                 worker
-                    .enqueue("Work", &json!({"lines": 5, "ms": 300}))
+                    .enqueue_dynamic("Work", &json!({"lines": 5, "ms": 300}))
                     .await
                     .unwrap(),
             );

@@ -398,7 +398,7 @@ async fn only_an_admin_may_act_on_a_kind_this_process_does_not_know() {
         ))
         .unwrap();
     // The admin's own worker never claims it: it has no handler for it.
-    let id = other.enqueue("Payroll", &json!({})).await.unwrap();
+    let id = other.enqueue_dynamic("Payroll", &json!({})).await.unwrap();
     let accounts = Accounts::new(app.worker.store().connection().clone());
     accounts
         .add("olga", "operator password", Role::Operator)

@@ -99,7 +99,7 @@ async fn nul_is_refused_everywhere(app: &TestApp) {
     let later = chrono::Utc::now() + chrono::Duration::hours(1);
     let id = app
         .worker
-        .schedule("Work", &json!({}), later)
+        .schedule_dynamic("Work", &json!({}), later)
         .await
         .unwrap();
     let (status, body) = put_json(
@@ -350,7 +350,7 @@ async fn json_sent_gets_json_back_without_an_accept_header() {
     let later = chrono::Utc::now() + chrono::Duration::hours(1);
     let id = app
         .worker
-        .schedule("Work", &json!({}), later)
+        .schedule_dynamic("Work", &json!({}), later)
         .await
         .unwrap();
     let res = app
@@ -534,7 +534,7 @@ async fn a_bad_schedule_time_names_schedule_at() {
     let later = chrono::Utc::now() + chrono::Duration::hours(1);
     let id = app
         .worker
-        .schedule("Work", &json!({}), later)
+        .schedule_dynamic("Work", &json!({}), later)
         .await
         .unwrap();
     let (status, answer) = put_json(

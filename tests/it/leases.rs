@@ -84,7 +84,7 @@ both_databases! {
     async fn a_frozen_node_is_replaced_and_its_late_writes_land_nowhere(db: TestDb) {
         let worker = builder(&db).build().await.unwrap();
         register_ticker(&worker);
-        let id = worker.enqueue("Ticker", &json!({"lines": 5})).await.unwrap();
+        let id = worker.enqueue_dynamic("Ticker", &json!({"lines": 5})).await.unwrap();
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "leases::frozen_child_node", "--ignored", "--nocapture"])
             .env(CHILD_DB, &db.url)
@@ -136,14 +136,14 @@ both_databases! {
         slow.start().await.unwrap();
         // Longer than the node timeout, on the slow node: a clock a minute slow would make it
         // look dead to the other node, which would rescue the job.
-        let long = slow.enqueue("Work", &json!({"ms": 3000})).await.unwrap();
+        let long = slow.enqueue_dynamic("Work", &json!({"ms": 3000})).await.unwrap();
         wait_for(&slow, long, "running on the slow node", |j| j.status == JobStatus::Running).await;
         let fast = builder(&db).clock_skew_for_tests(60_000).build().await.unwrap();
         register(&fast);
         fast.start().await.unwrap();
         // A job for 1.5 s from now: the fast node must not start it a minute early.
         let at = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
-        let scheduled = fast.schedule("Work", &json!({}), at).await.unwrap();
+        let scheduled = fast.schedule_dynamic("Work", &json!({}), at).await.unwrap();
         let job = finished(&fast, scheduled).await;
         assert_eq!(job.status, JobStatus::Done);
         let started = job.started_at.unwrap();
@@ -172,7 +172,7 @@ both_databases! {
             )
             .unwrap();
         worker.start().await.unwrap();
-        let id = worker.enqueue("Flaky Rows", &json!({})).await.unwrap();
+        let id = worker.enqueue_dynamic("Flaky Rows", &json!({})).await.unwrap();
         let job = finished(&worker, id).await;
         assert_eq!(job.status, JobStatus::Done, "{job:?}");
         assert_eq!(job.attempt, 2);
@@ -187,7 +187,7 @@ both_databases! {
         register_ticker(&first);
         first.start().await.unwrap();
         // Attempt 1 ticks for a minute: the shutdown (300 ms drain) interrupts it.
-        let id = first.enqueue("Ticker", &json!({"lines": 5})).await.unwrap();
+        let id = first.enqueue_dynamic("Ticker", &json!({"lines": 5})).await.unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while first.results(id).await.unwrap().len() < 3 {
             assert!(tokio::time::Instant::now() < deadline, "it never reported");
@@ -210,7 +210,7 @@ both_databases! {
         worker
             .register(JobKind::new("Once", |_: Args, _: JobContext| async { Ok(()) }).max_attempts(1))
             .unwrap();
-        let poisoned = worker.schedule("Work", &json!({}), chrono::Utc::now() + chrono::Duration::hours(1)).await.unwrap();
+        let poisoned = worker.schedule_dynamic("Work", &json!({}), chrono::Utc::now() + chrono::Duration::hours(1)).await.unwrap();
         let conn = worker.store().connection();
         let trigger = match conn.get_database_backend() {
             sea_orm::DbBackend::Postgres => vec![
@@ -234,7 +234,7 @@ both_databases! {
         let others: Vec<i64> = {
             let mut v = vec![];
             for _ in 0..20 {
-                v.push(worker.enqueue("Once", &json!({})).await.unwrap());
+                v.push(worker.enqueue_dynamic("Once", &json!({})).await.unwrap());
             }
             v
         };
@@ -301,7 +301,7 @@ async fn the_job_page_pages_through_the_latest_attempts_results() {
             },
         ))
         .unwrap();
-    let id = app.worker.enqueue("Many Rows", &json!({})).await.unwrap();
+    let id = app.worker.enqueue_dynamic("Many Rows", &json!({})).await.unwrap();
     assert_eq!(finished(&app.worker, id).await.status, JobStatus::Done);
     let (status, page) = app.get_html(&format!("/workers/{id}")).await;
     assert_eq!(status, 200);
@@ -325,7 +325,7 @@ async fn enqueue_inside_a_held_sqlite_transaction_says_why() {
     let worker = builder(&db).build().await.unwrap();
     register(&worker);
     let tx = worker.store().connection().begin().await.unwrap();
-    let err = worker.enqueue("Work", &json!({})).await.unwrap_err();
+    let err = worker.enqueue_dynamic("Work", &json!({})).await.unwrap_err();
     assert!(matches!(err, nightshift::Error::ConnectionHeld), "{err}");
     assert!(err.to_string().contains("insert_in"), "{err}");
     // The way that works: inside the transaction, on it.

@@ -88,7 +88,7 @@ async fn a_lost_lease_spends_the_attempt_sqlite() {
     let calls = Arc::new(AtomicU32::new(0));
     stale_kind(&worker, calls.clone());
     worker.start().await.unwrap();
-    let id = worker.enqueue("Stale", &json!({})).await.unwrap();
+    let id = worker.enqueue_dynamic("Stale", &json!({})).await.unwrap();
     while calls.load(SeqCst) == 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -132,7 +132,7 @@ async fn a_lost_lease_spends_the_attempt_postgres() {
     let calls = Arc::new(AtomicU32::new(0));
     stale_kind(&worker, calls.clone());
     worker.start().await.unwrap();
-    let id = worker.enqueue("Stale", &json!({})).await.unwrap();
+    let id = worker.enqueue_dynamic("Stale", &json!({})).await.unwrap();
     while calls.load(SeqCst) == 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -173,11 +173,11 @@ async fn an_aborted_buffered_job_never_starts() {
         .unwrap();
     worker.start().await.unwrap();
     // A quick job first: jobs are short lately, so the scheduler buffers.
-    let quick = worker.enqueue("Work", &json!({})).await.unwrap();
+    let quick = worker.enqueue_dynamic("Work", &json!({})).await.unwrap();
     finished(&worker, quick).await;
-    let hold = worker.enqueue("Work", &json!({"ms": 1500})).await.unwrap();
+    let hold = worker.enqueue_dynamic("Work", &json!({"ms": 1500})).await.unwrap();
     wait_for(&worker, hold, "running", |j| j.status == JobStatus::Running).await;
-    let flag = worker.enqueue("Flag", &json!({})).await.unwrap();
+    let flag = worker.enqueue_dynamic("Flag", &json!({})).await.unwrap();
     wait_for(&worker, flag, "claimed into the buffer", |j| {
         j.status == JobStatus::Running
     })
@@ -200,11 +200,11 @@ async fn long_jobs_are_not_stranded_in_a_buffer() {
     let a = builder(&db).concurrency(1).build().await.unwrap();
     register(&a);
     a.start().await.unwrap();
-    let quick = a.enqueue("Work", &json!({})).await.unwrap();
+    let quick = a.enqueue_dynamic("Work", &json!({})).await.unwrap();
     finished(&a, quick).await;
     let mut ids = Vec::new();
     for _ in 0..3 {
-        ids.push(a.enqueue("Work", &json!({"ms": 2000})).await.unwrap());
+        ids.push(a.enqueue_dynamic("Work", &json!({"ms": 2000})).await.unwrap());
     }
     for id in &ids {
         wait_for(&a, *id, "claimed by A", |j| j.status == JobStatus::Running).await;
@@ -251,7 +251,7 @@ async fn an_abort_during_shutdown_keeps_the_rows() {
         ))
         .unwrap();
     worker.start().await.unwrap();
-    let id = worker.enqueue("Rows", &json!({})).await.unwrap();
+    let id = worker.enqueue_dynamic("Rows", &json!({})).await.unwrap();
     while worker.results(id).await.unwrap().len() < 3 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -285,7 +285,7 @@ async fn an_enqueue_only_process_learns_the_clock() {
         .unwrap();
     register(&web);
     let t = std::time::Instant::now();
-    let id = web.enqueue("Work", &json!({})).await.unwrap();
+    let id = web.enqueue_dynamic("Work", &json!({})).await.unwrap();
     finished(&runner, id).await;
     assert!(
         t.elapsed() < Duration::from_secs(2),

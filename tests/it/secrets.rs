@@ -124,7 +124,7 @@ async fn with_a_key_secrets_are_encrypted_at_rest_and_the_handler_gets_them_plai
     let db = temp_db();
     let keyring = Keyring::generate();
     let (worker, seen) = keyed(&db, &keyring).await;
-    let id = worker.enqueue("Vault", &args()).await.unwrap();
+    let id = worker.enqueue_dynamic("Vault", &args()).await.unwrap();
 
     let (raw, search) = raw_row(&worker, id).await;
     let stored = raw.to_string();
@@ -172,7 +172,7 @@ async fn an_update_with_the_mask_keeps_the_secret_and_a_rerun_keeps_it_too() {
     let keyring = Keyring::generate();
     let (worker, seen) = keyed(&db, &keyring).await;
     let later = chrono::Utc::now() + chrono::Duration::hours(1);
-    let id = worker.schedule("Vault", &args(), later).await.unwrap();
+    let id = worker.schedule_dynamic("Vault", &args(), later).await.unwrap();
 
     // The form sends the mask (or nothing) back for secrets.
     let job = worker
@@ -199,7 +199,7 @@ async fn an_update_with_the_mask_keeps_the_secret_and_a_rerun_keeps_it_too() {
 
     // A new secret replaces the old one.
     let id2 = worker
-        .schedule(
+        .schedule_dynamic(
             "Vault",
             &args(),
             chrono::Utc::now() + chrono::Duration::hours(1),
@@ -230,7 +230,7 @@ async fn with_the_wrong_key_the_job_fails_naming_the_field_and_key_not_the_value
     let db = temp_db();
     let right = Keyring::generate();
     let (writer, _) = keyed(&db, &right).await;
-    let id = writer.enqueue("Vault", &args()).await.unwrap();
+    let id = writer.enqueue_dynamic("Vault", &args()).await.unwrap();
     // Validation of an update must not choke on what it cannot decrypt either.
     let wrong = Keyring::generate();
     let (runner, seen) = keyed(&db, &wrong).await;
@@ -268,7 +268,7 @@ async fn with_the_wrong_key_the_job_fails_naming_the_field_and_key_not_the_value
     runner.shutdown().await;
 
     // No key at all: the handler is not given the envelope as if it were the secret.
-    let unkeyed = writer.enqueue("Vault", &args()).await.unwrap();
+    let unkeyed = writer.enqueue_dynamic("Vault", &args()).await.unwrap();
     let (bare, seen) = keyless(&db).await;
     bare.start().await.unwrap();
     let job = finished(&bare, unkeyed).await;
@@ -283,8 +283,8 @@ async fn with_the_wrong_key_the_job_fails_naming_the_field_and_key_not_the_value
 async fn without_a_key_secrets_are_stored_as_before_and_such_rows_still_run_with_a_key() {
     let db = temp_db();
     let (worker, seen) = keyless(&db).await;
-    let id = worker.enqueue("Vault", &args()).await.unwrap();
-    let old_row = worker.enqueue("Vault", &args()).await.unwrap();
+    let id = worker.enqueue_dynamic("Vault", &args()).await.unwrap();
+    let old_row = worker.enqueue_dynamic("Vault", &args()).await.unwrap();
     let (raw, search) = raw_row(&worker, id).await;
     assert_eq!(raw, args(), "stored as given");
     assert!(!search.contains(PLAIN));
@@ -309,7 +309,7 @@ async fn without_a_key_secrets_are_stored_as_before_and_such_rows_still_run_with
     let plain_row = {
         // A row from before encryption, waiting: inserted by a keyless worker.
         let (w, _) = keyless(&db).await;
-        w.enqueue("Vault", &args()).await.unwrap()
+        w.enqueue_dynamic("Vault", &args()).await.unwrap()
     };
     keyed_worker.start().await.unwrap();
     for id in [rerun.id, plain_row] {
@@ -324,11 +324,11 @@ async fn rotation_re_encrypts_every_row_and_old_rows_stay_readable() {
     let db = temp_db();
     let plain_id = {
         let (w, _) = keyless(&db).await;
-        w.enqueue("Vault", &args()).await.unwrap()
+        w.enqueue_dynamic("Vault", &args()).await.unwrap()
     };
     let old = Keyring::generate();
     let (worker, _) = keyed(&db, &old).await;
-    let old_id = worker.enqueue("Vault", &args()).await.unwrap();
+    let old_id = worker.enqueue_dynamic("Vault", &args()).await.unwrap();
     let (raw, _) = raw_row(&worker, old_id).await;
     assert_eq!(key_id_of(&raw["secret"]), old.primary_id());
 
@@ -358,7 +358,7 @@ async fn rotation_re_encrypts_every_row_and_old_rows_stay_readable() {
 
     // Rows written before the rotation (with the old key) still run with the new keyring.
     let (w, _) = keyed(&db, &old).await;
-    let written_before = w.enqueue("Vault", &args()).await.unwrap();
+    let written_before = w.enqueue_dynamic("Vault", &args()).await.unwrap();
     let (rotated, seen) = keyed(&db, &next).await;
     rotated.start().await.unwrap();
     for id in [plain_id, old_id, written_before] {
@@ -413,9 +413,9 @@ async fn the_binary_creates_a_private_key_file_and_rotates_it() {
 
     // Rows written with the first key, and one from before encryption.
     let (w, _) = keyless(&db).await;
-    let plain_id = w.enqueue("Vault", &args()).await.unwrap();
+    let plain_id = w.enqueue_dynamic("Vault", &args()).await.unwrap();
     let (w, _) = keyed(&db, &first).await;
-    let old_id = w.enqueue("Vault", &args()).await.unwrap();
+    let old_id = w.enqueue_dynamic("Vault", &args()).await.unwrap();
 
     let out = nightshift(&["secrets", "rotate", "--database-url", &db.url]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -494,7 +494,7 @@ async fn on_postgres_secrets_are_encrypted_rotated_and_run() {
     let old = Keyring::generate();
     let worker = pg_builder().secret_key(old.clone()).build().await.unwrap();
     vault(&worker);
-    let id = worker.enqueue("Vault", &args()).await.unwrap();
+    let id = worker.enqueue_dynamic("Vault", &args()).await.unwrap();
     let (raw, search) = raw_row(&worker, id).await;
     assert!(!raw.to_string().contains(PLAIN) && !search.contains(PLAIN));
     assert_eq!(key_id_of(&raw["secret"]), old.primary_id());

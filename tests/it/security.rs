@@ -67,7 +67,7 @@ async fn without_a_login_no_route_gives_data() {
     let later = chrono::Utc::now() + chrono::Duration::hours(1);
     let id = app
         .worker
-        .schedule("Work", &json!({"secret": "hunter2"}), later)
+        .schedule_dynamic("Work", &json!({"secret": "hunter2"}), later)
         .await
         .unwrap();
     let gets = [
@@ -274,7 +274,7 @@ async fn state_changes_need_the_csrf_token_and_same_origin() {
     let later = chrono::Utc::now() + chrono::Duration::hours(1);
     let id = app
         .worker
-        .schedule("Work", &json!({}), later)
+        .schedule_dynamic("Work", &json!({}), later)
         .await
         .unwrap();
     let cancel = app.url(&format!("/workers/{id}/cancel"));
@@ -331,7 +331,7 @@ async fn state_changes_need_the_csrf_token_and_same_origin() {
     );
     let id2 = app
         .worker
-        .schedule("Work", &json!({}), later)
+        .schedule_dynamic("Work", &json!({}), later)
         .await
         .unwrap();
     let res = c
@@ -365,7 +365,7 @@ async fn a_viewer_reads_but_cannot_change_anything_and_denials_are_audited() {
     let later = chrono::Utc::now() + chrono::Duration::hours(1);
     let waiting = app
         .worker
-        .schedule("Work", &json!({"secret": "hunter2"}), later)
+        .schedule_dynamic("Work", &json!({"secret": "hunter2"}), later)
         .await
         .unwrap();
     let running = app.create("Work", json!({"ms": 30_000})).await;

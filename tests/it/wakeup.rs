@@ -91,7 +91,7 @@ both_databases! {
             started_within(&runs, job.id, QUICK).await;
         }
 
-        let id = other.enqueue("Work", &Args::default()).await.unwrap();
+        let id = other.enqueue_dynamic("Work", &Args::default()).await.unwrap();
         started_within(&runs, id, QUICK).await;
         assert_eq!(finished(&node, id).await.status, JobStatus::Done);
         node.shutdown().await;
@@ -157,7 +157,7 @@ both_databases! {
         let other = other_process(&db).await;
         // Enqueued on the node itself: it starts without any cross-process wake-up.
         let id = node
-            .enqueue(
+            .enqueue_dynamic(
                 "Work",
                 &Args {
                     ms: 60_000,

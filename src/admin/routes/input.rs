@@ -18,7 +18,7 @@ use crate::admin::error::WebError;
 use crate::state::JobStatus;
 use crate::store::JobFilter;
 use crate::text::{NUL_REFUSED, excerpt, quote, scrub_nul};
-use crate::worker::Worker;
+use crate::client::Client;
 
 /// A job id from the path; anything else is a 404 (no such job).
 pub fn job_id(raw: &str) -> Result<i64, WebError> {
@@ -198,7 +198,7 @@ pub struct ListSpec {
 }
 
 impl ListQuery {
-    pub fn check(&self, worker: &Worker) -> Result<ListSpec, WebError> {
+    pub fn check(&self, worker: &Client) -> Result<ListSpec, WebError> {
         for (name, value) in [
             ("status", &self.status),
             ("job", &self.job),

@@ -24,7 +24,7 @@ use crate::error::Error;
 use crate::job::Job;
 use crate::kind::JobKind;
 use crate::text::quote;
-use crate::worker::NewJob;
+use crate::NewJob;
 
 type Result<T, E = WebError> = std::result::Result<T, E>;
 
@@ -82,7 +82,10 @@ pub async fn list_jobs(
         kind: spec.kind.clone(),
         group: spec.group.clone(),
         q: spec.q.clone(),
-        kinds: kinds.iter().map(|k| k.name().to_owned()).collect(),
+        kinds: kinds
+            .iter()
+            .map(|k| (k.name().to_owned(), k.display_label().to_owned()))
+            .collect(),
         groups,
         query: spec.query() + if spec.after.is_some() { "&first=0" } else { "" },
     };
@@ -107,7 +110,7 @@ pub async fn new_job(
             .iter()
             .filter(|k| q.job.as_deref().is_none_or(|j| j == k.name()))
             .map(|k| {
-                serde_json::json!({"job": k.name(), "group": k.group_name(),
+                serde_json::json!({"job": k.name(), "label": k.display_label(), "group": k.group_name(),
                     "schedulable": k.is_schedulable(), "schema": k.schema()})
             })
             .collect();

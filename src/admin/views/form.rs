@@ -39,7 +39,7 @@ pub fn new_job_page(
         html! {
             @if let Some((kind, state)) = chosen {
                 div class="page-head" {
-                    h1 { "New job: " (kind.name()) }
+                    h1 { "New job: " (kind.display_label()) }
                     @if kinds.len() > 1 { a href={ (base) "/workers/new" } { "← All kinds" } }
                 }
                 section class="card" {
@@ -53,7 +53,7 @@ pub fn new_job_page(
                         ul class="kinds" {
                             @for k in members {
                                 li {
-                                    a href={ (base) "/workers/new?job=" (urlencode(k.name())) } { (k.name()) }
+                                    a href={ (base) "/workers/new?job=" (urlencode(k.name())) } { (k.display_label()) }
                                     @if k.is_schedulable() { span class="muted small" { " schedulable" } }
                                 }
                             }

@@ -40,11 +40,11 @@ pub fn job_page(ctx: &PageCtx, view: &JobView) -> Markup {
     let live = !job.status.is_finished();
     page(
         ctx,
-        &format!("#{} {}", job.id, job.job),
+        &format!("#{} {}", job.id, job.label),
         None,
         html! {
             div class="page-head" {
-                h1 { "#" (job.id) " " (job.job) }
+                h1 { "#" (job.id) " " (job.label) }
                 @if !job.group.is_empty() { span class="muted" { (job.group) } }
             }
             div class="detail" sse-connect=[live.then(|| format!("{base}/workers/{}/events?after={after}", job.id))] sse-close="end" {

@@ -17,8 +17,8 @@ pub struct ListView {
     pub kind: Option<String>,
     pub group: Option<String>,
     pub q: Option<String>,
-    /// Kind names and groups for the filter selects.
-    pub kinds: Vec<String>,
+    /// Kinds (key, label) and groups for the filter selects.
+    pub kinds: Vec<(String, String)>,
     pub groups: Vec<String>,
     /// Query string of this filter without the cursor (for "older" and the live stream).
     pub query: String,
@@ -62,8 +62,8 @@ pub fn list_page(ctx: &PageCtx, view: &ListView) -> Markup {
                     span { "Kind" }
                     select name="job" {
                         option value="" { "Any kind" }
-                        @for k in &view.kinds {
-                            option value=(k) selected[view.kind.as_deref() == Some(k.as_str())] { (k) }
+                        @for (k, label) in &view.kinds {
+                            option value=(k) selected[view.kind.as_deref() == Some(k.as_str())] { (label) }
                         }
                     }
                 }
@@ -121,7 +121,7 @@ pub fn job_row(base: &str, job: &Job) -> Markup {
         tr id={ "job-" (job.id) } sse-swap={ "row-" (job.id) } hx-swap="outerHTML" {
             td class="num" { a href=(href) { "#" (job.id) } }
             td {
-                a href=(href) { (job.job) }
+                a href=(href) { (job.label) }
                 @if !job.group.is_empty() { div class="muted small" { (job.group) } }
             }
             td {
