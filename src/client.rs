@@ -455,7 +455,6 @@ impl Client {
         self.insert(job).await
     }
 
-
     /// Waits until everything reported so far is written (at once if the runtime is not started).
     pub async fn flush(&self) {
         let started = {

@@ -59,18 +59,18 @@ pub mod store;
 pub mod text;
 pub mod worker;
 
+pub use client::Client;
 pub use context::{JobContext, ResultCell};
 pub use error::{Error, Result};
 pub use events::JobEvent;
 pub use job::Job;
+pub use job_args::JobArgs;
 pub use kind::{Backoff, JobKind};
+pub use new_job::NewJob;
+pub use outcome::{JobCancel, JobSnooze, cancel, snooze};
 pub use role::Role;
 pub use runtime::Config;
 pub use state::JobStatus;
-pub use client::Client;
-pub use job_args::JobArgs;
-pub use new_job::NewJob;
-pub use outcome::{JobCancel, JobSnooze, cancel, snooze};
 pub use worker::{Worker, WorkerBuilder};
 
 /// The database used when none is given: a SQLite file in the working directory.

@@ -10,11 +10,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::Client;
 use crate::clock::now_ms;
+use crate::context::JobContext;
 use crate::entity::node;
 use crate::error::Result;
 use crate::events::Events;
 use crate::job_args::JobArgs;
-use crate::context::JobContext;
 use crate::kind::JobKind;
 use crate::runtime::completer::WriteOp;
 use crate::runtime::registry::{Registry, StopReason};
@@ -320,7 +320,6 @@ impl Worker {
         tracing::info!(node = %self.shared.node.id, concurrency = self.shared.config.concurrency, "worker started");
         Ok(())
     }
-
 
     /// Stops gracefully: stop claiming; let running jobs finish within the drain timeout; then
     /// tell the rest to stop, wait the grace period, stop them by force, and put them back to

@@ -14,11 +14,11 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use super::views;
+use crate::client::Client;
 use crate::events::JobEvent;
 use crate::job::Job;
 use crate::state::JobStatus;
 use crate::store::JobFilter;
-use crate::client::Client;
 
 /// One server-sent event, rendered both ways.
 #[derive(Debug)]

@@ -287,7 +287,8 @@ async fn decide(
                     JobStatus::Scheduled
                 };
                 let mut c = completion(shared, job, status, None, "snoozed");
-                c.run_at = Some(shared.clock.now() + after.as_millis().min(i64::MAX as u128) as i64);
+                c.run_at =
+                    Some(shared.clock.now() + after.as_millis().min(i64::MAX as u128) as i64);
                 c.refund_attempt = true;
                 c
             }

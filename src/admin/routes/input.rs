@@ -15,10 +15,10 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::admin::error::WebError;
+use crate::client::Client;
 use crate::state::JobStatus;
 use crate::store::JobFilter;
 use crate::text::{NUL_REFUSED, excerpt, quote, scrub_nul};
-use crate::client::Client;
 
 /// A job id from the path; anything else is a 404 (no such job).
 pub fn job_id(raw: &str) -> Result<i64, WebError> {

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::input::{self, Body, ListQuery, Query, RawBody};
+use crate::NewJob;
 use crate::admin::AdminState;
 use crate::admin::error::WebError;
 use crate::admin::extract::{Base, Chrome, Operator, WantsJson, wants_json};
@@ -24,7 +25,6 @@ use crate::error::Error;
 use crate::job::Job;
 use crate::kind::JobKind;
 use crate::text::quote;
-use crate::NewJob;
 
 type Result<T, E = WebError> = std::result::Result<T, E>;
 
