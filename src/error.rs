@@ -60,6 +60,9 @@ pub enum Error {
          through one connection; inside your transaction use insert_in(&txn, …), or commit first"
     )]
     ConnectionHeld,
+    /// A wait (e.g. [`crate::testing::drain`]) ran out of time.
+    #[error("timed out: {0}")]
+    Timeout(String),
     /// A row in the database could not be read (corrupt or written by a newer version).
     #[error("corrupt job data: {0}")]
     Corrupt(String),

@@ -56,6 +56,7 @@ pub mod secrets;
 pub mod state;
 #[doc(hidden)]
 pub mod store;
+pub mod testing;
 pub mod text;
 pub mod worker;
 

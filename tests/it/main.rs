@@ -8,6 +8,7 @@ mod engine;
 mod hardening;
 mod helpers;
 mod input;
+mod kit;
 mod library;
 mod leases;
 mod nodes;
