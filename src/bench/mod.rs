@@ -5,10 +5,10 @@
 //! one, or in the temp dir when none is given; a PostgreSQL database created on the given server
 //! and dropped afterwards), with the default [`Worker`] configuration:
 //!
-//! - [`latency`]: `rss_mb.idle`, `pickup_ms`, `pickup_other_process_ms`, `schedule_ms`;
-//! - [`drain`]: `enqueue_one_per_s`, `drain_by_depth` (and `drain_per_s`, `rss_mb.drain`,
+//! - `latency`: `rss_mb.idle`, `pickup_ms`, `pickup_other_process_ms`, `schedule_ms`;
+//! - `drain`: `enqueue_one_per_s`, `drain_by_depth` (and `drain_per_s`, `rss_mb.drain`,
 //!   `enqueue_batch_per_s` from the deepest), `drain_ceiling_per_s` (bare SQL);
-//! - [`web`]: `admin_list_ms` while a drain runs, `sse_fanout`.
+//! - `web`: `admin_list_ms` while a drain runs, `sse_fanout`.
 //!
 //! [`run`] returns a [`Report`]; its JSON keys are the figure names of the issue.
 mod drain;

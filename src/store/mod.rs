@@ -1,7 +1,7 @@
 //! The only place that talks SQL: every read and write of jobs, logs, results, attempts and nodes.
 //!
 //! One schema and one set of queries serve SQLite and PostgreSQL; where they differ (the claim's
-//! `FOR UPDATE SKIP LOCKED`, placeholders), a [`driver`] says how. Every state change is a
+//! `FOR UPDATE SKIP LOCKED`, placeholders), a `driver` says how. Every state change is a
 //! compare-and-set on the current status (and, for a running job, on its attempt and node), so a
 //! late writer changes nothing.
 mod connect;

@@ -3,7 +3,7 @@
 //! Data is an HTML fragment for htmx's SSE extension, or JSON with `?format=json`. A job stream
 //! starts with what the viewer missed (log lines after `Last-Event-ID` or `?after=`, read a page
 //! at a time), then goes live from the shared per-job channel. Every stream closes when the
-//! worker starts shutting down ([`crate::Worker::stopping`]), so a server can drain.
+//! worker starts shutting down ([`crate::Client::stopping`]), so a server can drain.
 use std::convert::Infallible;
 use std::sync::Arc;
 
