@@ -2,103 +2,59 @@
 //! `migrate`, and operator and token management.
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use config_file::{Config, DbArgs, GlobalArgs, KeyArgs, LogFormat, ServeArgs, WorkerArgs};
+use nightshift::Worker;
 use nightshift::auth::{Accounts, Auth, SessionOptions};
-use nightshift::{DEFAULT_DATABASE_URL, Worker};
 use tracing_subscriber::EnvFilter;
+
+mod config_file;
 
 #[derive(Parser)]
 #[command(
     name = "nightshift",
     version,
-    about = "Background jobs with a live admin"
+    about = "Background jobs with a live admin",
+    after_help = "Settings: a flag wins over its environment variable, which wins over \
+                  nightshift.toml (or the file --config names), which wins over the default. \
+                  `nightshift config` shows the effective settings and where each comes from."
 )]
 struct Cli {
+    #[command(flatten)]
+    _global: GlobalArgs,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(clap::Args, Clone)]
-struct Db {
-    /// `sqlite://…` or `postgres://…`.
-    #[arg(long, env = "NIGHTSHIFT_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
-    database_url: String,
-}
-
-#[derive(clap::Args, Clone)]
-struct Keys {
-    /// Key file for secret job arguments (one key per line, the first encrypts). Default for
-    /// SQLite: `<database file>.key`, created on first start. `NIGHTSHIFT_SECRET_KEY` (the key
-    /// itself, hex) wins over it.
-    #[arg(long, env = nightshift::secrets::KEY_FILE_ENV)]
-    secret_key_file: Option<std::path::PathBuf>,
-}
-
-#[derive(clap::Args, Clone, Copy)]
-struct Drain {
-    /// At shutdown (SIGTERM, Ctrl-C), how many seconds running jobs may take to finish before
-    /// they are interrupted and go back to the queue.
-    #[arg(
-        long,
-        env = "NIGHTSHIFT_DRAIN_TIMEOUT",
-        value_name = "SECONDS",
-        default_value_t = 25
-    )]
-    drain_timeout: u64,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Serve the admin and run workers.
-    Serve {
-        /// Address to listen on.
-        #[arg(long, env = "NIGHTSHIFT_BIND", default_value = "127.0.0.1:8080")]
-        bind: String,
-        #[command(flatten)]
-        db: Db,
-        #[command(flatten)]
-        keys: Keys,
-        /// Serve the admin only; run no jobs on this node.
-        #[arg(long)]
-        no_workers: bool,
-        /// Do not register the demo job kinds.
-        #[arg(long)]
-        no_demo: bool,
-        /// Jobs run at once on this node.
-        #[arg(long, default_value_t = 8)]
-        concurrency: usize,
-        /// Mark the session cookie `Secure` (when served over HTTPS, or behind a TLS proxy).
-        #[arg(long, env = "NIGHTSHIFT_SECURE_COOKIES")]
-        secure_cookies: bool,
-        #[command(flatten)]
-        drain: Drain,
-    },
+    Serve(ServeArgs),
     /// Run workers only (an extra node), no HTTP.
-    Worker {
-        #[command(flatten)]
-        db: Db,
-        #[command(flatten)]
-        keys: Keys,
-        /// Do not register the demo job kinds.
+    Worker(WorkerArgs),
+    /// Print the effective settings (flags, environment, settings file, defaults) and where
+    /// each comes from, as a TOML file; exits 2 naming the first bad value. Secrets are masked.
+    Config {
+        /// Print one JSON object: `{"<key>": {"value": …, "source": "…"}, …}`.
         #[arg(long)]
-        no_demo: bool,
-        /// Jobs run at once on this node.
-        #[arg(long, default_value_t = 8)]
-        concurrency: usize,
+        json: bool,
+        /// The flags `serve` takes, to see what they change.
         #[command(flatten)]
-        drain: Drain,
+        _settings: ServeArgs,
     },
     /// Apply database migrations.
-    Migrate {
-        #[command(flatten)]
-        db: Db,
-    },
+    Migrate(DbArgs),
     /// Measure what users with a backlog see: drain, enqueue, pickup and schedule latency, the
     /// admin under load, SSE fan-out, memory (issue "Performance").
     Bench {
         /// `sqlite://…` (fresh files next to it) or `postgres://…` (fresh databases on that
         /// server); everything the bench creates is removed afterwards. Default: the temp dir.
-        #[arg(long, env = "NIGHTSHIFT_BENCH_DATABASE_URL")]
+        /// (Not read from the settings file: the bench never touches the configured database.)
+        #[arg(
+            id = "bench_database_url",
+            long = "database-url",
+            env = "NIGHTSHIFT_BENCH_DATABASE_URL"
+        )]
         database_url: Option<String>,
         /// Print one JSON object whose keys are the figure names.
         #[arg(long)]
@@ -130,9 +86,7 @@ enum SecretsCommand {
     /// the key file (decrypt only). Restart every node afterwards.
     Rotate {
         #[command(flatten)]
-        db: Db,
-        #[command(flatten)]
-        keys: Keys,
+        _keys: KeyArgs,
         /// Instead: drop the old keys no job uses any more (once every node runs the new key).
         #[arg(long)]
         retire: bool,
@@ -148,7 +102,7 @@ enum OperatorCommand {
         #[arg(long, default_value = "operator")]
         role: nightshift::Role,
         #[command(flatten)]
-        db: Db,
+        _db: DbArgs,
     },
 }
 
@@ -161,26 +115,35 @@ enum TokenCommand {
         #[arg(long, default_value = "cli")]
         label: String,
         #[command(flatten)]
-        db: Db,
+        _db: DbArgs,
     },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // The bench's progress line and figures are its output: only errors are logged by default.
     let default_filter = match cli.command {
         Command::Bench { .. } => "error",
         _ => "info",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(cli).await {
+    // Every setting is checked before anything starts; a bad one is bad usage (exit 2).
+    let config = match Config::load(&matches, default_filter) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("nightshift: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    let json_logs = config.log_format.value == LogFormat::Json;
+    match run(cli, config).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if json_logs => {
+            tracing::error!("nightshift: {e:#}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("nightshift: {e:#}");
             ExitCode::FAILURE
@@ -188,23 +151,28 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Log lines on stderr, as text or one JSON object per line (`log_format`), filtered by
+/// `log_filter` (`RUST_LOG`).
+fn init_logging(config: &Config) {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(&config.log_filter.value))
+        .with_writer(std::io::stderr);
+    match config.log_format.value {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
+    let database_url = config.database_url.value.as_str();
     match cli.command {
-        Command::Serve {
-            bind,
-            db,
-            keys,
-            no_workers,
-            no_demo,
-            concurrency,
-            secure_cookies,
-            drain,
-        } => {
-            let worker = build(&db, &keys, concurrency, drain, no_demo).await?;
-            if !no_workers {
+        Command::Serve(_) => {
+            let worker = build(&config).await?;
+            if !config.no_workers.value {
                 worker.start().await?;
             }
-            let listener = tokio::net::TcpListener::bind(&bind)
+            let bind = &config.bind.value;
+            let listener = tokio::net::TcpListener::bind(bind)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
             let addr = listener.local_addr()?;
@@ -214,13 +182,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 tracing::warn!(
                     "no operator yet: create the first admin at http://{addr}/setup?token={token}"
                 );
-                eprintln!(
-                    "\n  First run: create the first admin at http://{addr}/setup?token={token}\n"
-                );
+                // The banner is for a person at a terminal; JSON logs carry the link above.
+                if config.log_format.value == LogFormat::Text {
+                    eprintln!(
+                        "\n  First run: create the first admin at http://{addr}/setup?token={token}\n"
+                    );
+                }
             }
             tracing::info!("admin at http://{addr}/");
             let auth = Auth::Sessions(SessionOptions {
-                secure_cookies,
+                secure_cookies: config.secure_cookies.value,
                 ..SessionOptions::default()
             });
             let app: axum::Router = nightshift::admin::router(worker.clone(), auth);
@@ -240,20 +211,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             tokio::try_join!(http, jobs)?;
         }
-        Command::Worker {
-            db,
-            keys,
-            no_demo,
-            concurrency,
-            drain,
-        } => {
-            let worker = build(&db, &keys, concurrency, drain, no_demo).await?;
+        Command::Worker(_) => {
+            let worker = build(&config).await?;
             worker.start().await?;
             shutdown_signal().await;
             worker.shutdown().await;
         }
-        Command::Migrate { db } => {
-            nightshift::store::connect(&db.database_url).await?;
+        Command::Config { json, .. } => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&config.to_json())?);
+            } else {
+                print!("{}", config.to_toml());
+            }
+        }
+        Command::Migrate(_) => {
+            nightshift::store::connect(database_url).await?;
             eprintln!("migrations applied");
         }
         Command::Bench {
@@ -273,23 +245,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Operator {
-            command: OperatorCommand::Add { name, role, db },
+            command: OperatorCommand::Add { name, role, .. },
         } => {
-            let accounts = Accounts::new(nightshift::store::connect(&db.database_url).await?);
+            let accounts = Accounts::new(nightshift::store::connect(database_url).await?);
             let password = read_password()?;
             let op = accounts.add(&name, &password, role).await?;
             eprintln!("operator {} added as {}", op.name, op.role);
         }
         Command::Token {
-            command: TokenCommand::Create { name, label, db },
+            command: TokenCommand::Create { name, label, .. },
         } => {
-            let accounts = Accounts::new(nightshift::store::connect(&db.database_url).await?);
+            let accounts = Accounts::new(nightshift::store::connect(database_url).await?);
             let (token, _) = accounts.create_token(&name, &label).await?;
             println!("{token}");
         }
         Command::Secrets {
-            command: SecretsCommand::Rotate { db, keys, retire },
-        } => println!("{}", rotate_secrets(&db, &keys, retire).await?),
+            command: SecretsCommand::Rotate { retire, .. },
+        } => println!("{}", rotate_secrets(&config, retire).await?),
     }
     Ok(())
 }
@@ -306,23 +278,18 @@ fn read_password() -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
-async fn build(
-    db: &Db,
-    keys: &Keys,
-    concurrency: usize,
-    drain: Drain,
-    no_demo: bool,
-) -> anyhow::Result<Worker> {
+async fn build(config: &Config) -> anyhow::Result<Worker> {
+    let database_url = &config.database_url.value;
     let mut builder = Worker::builder()
-        .database_url(&db.database_url)
-        .concurrency(concurrency)
-        .drain_timeout(std::time::Duration::from_secs(drain.drain_timeout));
-    let key_file = keys.secret_key_file.as_deref();
-    if let Some(keyring) = nightshift::secrets::keyring_for_url(&db.database_url, key_file)? {
+        .database_url(database_url)
+        .concurrency(config.concurrency.value)
+        .drain_timeout(std::time::Duration::from_secs(config.drain_timeout.value));
+    let key_file = config.secret_key_file.value.as_deref();
+    if let Some(keyring) = nightshift::secrets::keyring_for_url(database_url, key_file)? {
         builder = builder.secret_key(keyring);
     }
     let worker = builder.build().await?;
-    if !no_demo {
+    if !config.no_demo.value {
         nightshift::demo::register(&worker)?;
     }
     Ok(worker)
@@ -331,13 +298,11 @@ async fn build(
 /// `secrets rotate [--retire]`: the key file is the one `serve` would use (the flag, or the
 /// SQLite default); a key given in `NIGHTSHIFT_SECRET_KEY` cannot be rewritten.
 async fn rotate_secrets(
-    db: &Db,
-    keys: &Keys,
+    config: &Config,
     retire: bool,
 ) -> anyhow::Result<nightshift::secrets::KeyFileChange> {
     use nightshift::secrets;
     let usage = |msg: String| -> ! {
-        use clap::CommandFactory;
         Cli::command()
             .error(clap::error::ErrorKind::ArgumentConflict, msg)
             .exit()
@@ -348,17 +313,22 @@ async fn rotate_secrets(
             secrets::KEY_ENV
         ));
     }
-    let Some(path) = secrets::key_file_path(&db.database_url, keys.secret_key_file.as_deref())
+    let database_url = &config.database_url.value;
+    let Some(path) = secrets::key_file_path(database_url, config.secret_key_file.value.as_deref())
     else {
-        usage("--secret-key-file is required: only SQLite has a default key file".into());
+        usage(
+            "--secret-key-file (or secret_key_file in the settings file) is required: only \
+             SQLite has a default key file"
+                .into(),
+        );
     };
     if retire {
-        let conn = nightshift::store::connect(&db.database_url).await?;
+        let conn = nightshift::store::connect(database_url).await?;
         return secrets::retire_keys(&conn, &path).await;
     }
     let keyring = secrets::next_keyring(&path)?;
     let worker = Worker::builder()
-        .database_url(&db.database_url)
+        .database_url(database_url)
         .secret_key(keyring.clone())
         .build()
         .await?;
@@ -388,4 +358,13 @@ async fn shutdown_signal() {
         _ = term => {}
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -301,7 +301,11 @@ async fn the_job_page_pages_through_the_latest_attempts_results() {
             },
         ))
         .unwrap();
-    let id = app.worker.enqueue_dynamic("Many Rows", &json!({})).await.unwrap();
+    let id = app
+        .worker
+        .enqueue_dynamic("Many Rows", &json!({}))
+        .await
+        .unwrap();
     assert_eq!(finished(&app.worker, id).await.status, JobStatus::Done);
     let (status, page) = app.get_html(&format!("/workers/{id}")).await;
     assert_eq!(status, 200);
@@ -325,7 +329,10 @@ async fn enqueue_inside_a_held_sqlite_transaction_says_why() {
     let worker = builder(&db).build().await.unwrap();
     register(&worker);
     let tx = worker.store().connection().begin().await.unwrap();
-    let err = worker.enqueue_dynamic("Work", &json!({})).await.unwrap_err();
+    let err = worker
+        .enqueue_dynamic("Work", &json!({}))
+        .await
+        .unwrap_err();
     assert!(matches!(err, nightshift::Error::ConnectionHeld), "{err}");
     assert!(err.to_string().contains("insert_in"), "{err}");
     // The way that works: inside the transaction, on it.

@@ -51,9 +51,15 @@ async fn two_nodes_share_one_postgres_queue_and_every_job_runs_once() {
     );
 
     // Errors, retries, error rows, cancel and abort across nodes behave as on SQLite.
-    let retry = a.enqueue_dynamic("Work", &json!({"fail_times": 1})).await.unwrap();
+    let retry = a
+        .enqueue_dynamic("Work", &json!({"fail_times": 1}))
+        .await
+        .unwrap();
     let rows = a.enqueue_dynamic("ErrorRows", &json!({})).await.unwrap();
-    let long = a.enqueue_dynamic("Work", &json!({"ms": 60_000})).await.unwrap();
+    let long = a
+        .enqueue_dynamic("Work", &json!({"ms": 60_000}))
+        .await
+        .unwrap();
     assert_eq!(finished(&a, retry).await.attempt, 2);
     assert_eq!(finished(&a, rows).await.status, JobStatus::Exception);
     wait_for(&a, long, "running", |j| j.status == JobStatus::Running).await;

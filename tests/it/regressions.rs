@@ -175,7 +175,10 @@ async fn an_aborted_buffered_job_never_starts() {
     // A quick job first: jobs are short lately, so the scheduler buffers.
     let quick = worker.enqueue_dynamic("Work", &json!({})).await.unwrap();
     finished(&worker, quick).await;
-    let hold = worker.enqueue_dynamic("Work", &json!({"ms": 1500})).await.unwrap();
+    let hold = worker
+        .enqueue_dynamic("Work", &json!({"ms": 1500}))
+        .await
+        .unwrap();
     wait_for(&worker, hold, "running", |j| j.status == JobStatus::Running).await;
     let flag = worker.enqueue_dynamic("Flag", &json!({})).await.unwrap();
     wait_for(&worker, flag, "claimed into the buffer", |j| {
@@ -204,7 +207,11 @@ async fn long_jobs_are_not_stranded_in_a_buffer() {
     finished(&a, quick).await;
     let mut ids = Vec::new();
     for _ in 0..3 {
-        ids.push(a.enqueue_dynamic("Work", &json!({"ms": 2000})).await.unwrap());
+        ids.push(
+            a.enqueue_dynamic("Work", &json!({"ms": 2000}))
+                .await
+                .unwrap(),
+        );
     }
     for id in &ids {
         wait_for(&a, *id, "claimed by A", |j| j.status == JobStatus::Running).await;

@@ -172,7 +172,10 @@ async fn an_update_with_the_mask_keeps_the_secret_and_a_rerun_keeps_it_too() {
     let keyring = Keyring::generate();
     let (worker, seen) = keyed(&db, &keyring).await;
     let later = chrono::Utc::now() + chrono::Duration::hours(1);
-    let id = worker.schedule_dynamic("Vault", &args(), later).await.unwrap();
+    let id = worker
+        .schedule_dynamic("Vault", &args(), later)
+        .await
+        .unwrap();
 
     // The form sends the mask (or nothing) back for secrets.
     let job = worker
