@@ -25,6 +25,10 @@ use crate::runtime::{Config, Shared};
 use crate::state::JobStatus;
 use crate::store::{self, JobInsert, Store};
 
+/// How long after an [`Client::insert_in`] this process's own commits wake its scheduler (the
+/// caller's transaction may stay open a while).
+const OWN_COMMITS_WAKE_MS: i64 = 30_000;
+
 /// The largest arguments accepted, serialized.
 pub const MAX_ARGS_BYTES: usize = 1024 * 1024;
 
@@ -225,6 +229,12 @@ impl Client {
             .store
             .insert_jobs(conn, rows, self.shared.clock.now())
             .await?;
+        // The caller's commit, if on the engine's own SQLite connection, is seen by nobody
+        // else: let the listener wake the scheduler on this process's commits for a while.
+        self.shared.own_commits_wake_until.store(
+            now_ms() + OWN_COMMITS_WAKE_MS,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let mut jobs = self.to_jobs(inserted)?;
         Ok(jobs.remove(0))
     }
@@ -291,7 +301,7 @@ impl Client {
 
     /// Validates arguments (secret fields decrypted), then returns them as stored (secret fields
     /// encrypted when a key is configured) and the masked copy that search looks in.
-    fn seal_args(&self, kind: &JobKind, args: Value) -> Result<(String, String)> {
+    pub(crate) fn seal_args(&self, kind: &JobKind, args: Value) -> Result<(String, String)> {
         let keyring = self.shared.keyring.as_ref();
         let plain = match keyring {
             Some(k) => crate::secrets::open(Some(k), &kind.secrets, args).map_err(secret_error)?,
@@ -527,7 +537,7 @@ fn check_size(args: &Value) -> Result<String> {
 
 /// A secret field sent back as the mask, or empty, keeps its stored value: the form never shows
 /// the secret, so it cannot send it back.
-fn keep_secrets(kind: &JobKind, old: &Value, mut new: Value) -> Value {
+pub(crate) fn keep_secrets(kind: &JobKind, old: &Value, mut new: Value) -> Value {
     if let (Value::Object(new_map), Value::Object(old_map)) = (&mut new, old) {
         for name in kind.secrets.iter() {
             let unchanged = match new_map.get(name) {

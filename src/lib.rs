@@ -109,8 +109,11 @@
 //! - [`events`]: the one broadcast channel of job events;
 //! - [`secrets`]: secret job arguments encrypted at rest, key files and key rotation;
 //! - [`admin`], [`auth`]: the web admin and its operators.
+#[cfg(feature = "admin")]
 pub mod admin;
+#[cfg(feature = "admin")]
 pub mod auth;
+#[cfg(feature = "admin")]
 pub mod bench;
 pub mod client;
 pub mod clock;

@@ -181,6 +181,7 @@ impl WorkerBuilder {
             unwritten: Mutex::new(Vec::new()),
             // Unknown until jobs have run: no buffering before then.
             recent_job_us: std::sync::atomic::AtomicU64::new(u64::MAX),
+            own_commits_wake_until: std::sync::atomic::AtomicI64::new(0),
             writer: tx,
             writer_rx: Mutex::new(Some(rx)),
             wake: Notify::new(),

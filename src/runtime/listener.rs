@@ -251,8 +251,16 @@ async fn sqlite(shared: &Shared, stop: &CancellationToken) {
             }
             if single {
                 match data_version(pool).await {
-                    // Only our own connection committed.
-                    Ok(v) if Some(v) == seen_by_pool => continue,
+                    // Only our own connection committed: engine writes wake nobody, unless a
+                    // caller's transaction may just have committed a job (`insert_in`).
+                    Ok(v) if Some(v) == seen_by_pool => {
+                        let until = shared
+                            .own_commits_wake_until
+                            .load(std::sync::atomic::Ordering::Relaxed);
+                        if crate::clock::now_ms() >= until {
+                            continue;
+                        }
+                    }
                     Ok(v) => seen_by_pool = Some(v),
                     // Wake anyway; the next change sets a new baseline.
                     Err(_) => seen_by_pool = None,

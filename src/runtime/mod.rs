@@ -91,6 +91,11 @@ pub(crate) struct Shared {
     /// How long jobs here take, lately (a moving average, microseconds): the scheduler
     /// buffers claimed jobs only while they are short.
     pub recent_job_us: std::sync::atomic::AtomicU64,
+    /// Until when (ms, this process's clock) the SQLite listener wakes the scheduler on this
+    /// process's own commits too: a job inserted in a caller's transaction on the engine's
+    /// connection ([`crate::Client::insert_in`]) exists only once that commits, which no other
+    /// signal reports.
+    pub own_commits_wake_until: std::sync::atomic::AtomicI64,
     /// Reports and completions go to the completer through here. Bounded: a handler reporting
     /// faster than the database takes it waits.
     pub writer: mpsc::Sender<WriteOp>,

@@ -191,6 +191,8 @@ impl Store {
     /// The statement the scheduler claims with (for `nightshift bench`: its bare-SQL ceiling
     /// claims with exactly this shape).
     #[doc(hidden)]
+    // Used by the admin and the bench only.
+    #[cfg_attr(not(feature = "admin"), allow(dead_code))]
     pub(crate) fn claim_statement(
         &self,
         node: &str,
@@ -204,6 +206,8 @@ impl Store {
     /// What the claim's transaction runs first to pin its plan (PostgreSQL), for the bench's
     /// ceiling to claim exactly as the scheduler does.
     #[doc(hidden)]
+    // Used by the admin and the bench only.
+    #[cfg_attr(not(feature = "admin"), allow(dead_code))]
     pub(crate) fn claim_plan(&self) -> Option<&'static str> {
         self.driver.plan_for_claims()
     }

@@ -123,6 +123,8 @@ impl Store {
 
     /// Every node (first started first) with the jobs it runs — `running` or `aborting` and
     /// locked by it: how many, and the first `list` of them as `(id, kind, status)`, oldest first.
+    // Used by the admin and the bench only.
+    #[cfg_attr(not(feature = "admin"), allow(dead_code))]
     pub(crate) async fn nodes_running(
         &self,
         list: u64,

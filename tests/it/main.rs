@@ -6,6 +6,7 @@ mod browser;
 mod config;
 mod crash;
 mod engine;
+mod examples;
 mod hardening;
 mod helpers;
 mod input;

@@ -134,6 +134,20 @@ both_databases! {
         node.shutdown().await;
     }
 
+    /// The same in the node's own process, on its own connection (a web app that runs its
+    /// worker in-process): no other process sees that commit, yet the job starts at once.
+    async fn a_job_inserted_in_a_transaction_of_the_same_process_starts_at_once(db: TestDb) {
+        let (node, runs) = sleepy_node(&db).await;
+        let tx = node.connection().begin().await.unwrap();
+        let job = node.insert_in(&tx, quick_job()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(runs.count(job.id), 0, "started before its transaction committed");
+        tx.commit().await.unwrap();
+        let took = started_within(&runs, job.id, QUICK).await;
+        eprintln!("insert_in, same process: started {took:?} after the commit");
+        node.shutdown().await;
+    }
+
     /// A waiting job moved to "now" by another process starts at once.
     async fn a_job_rescheduled_to_now_by_another_process_starts_at_once(db: TestDb) {
         let (node, runs) = sleepy_node(&db).await;
