@@ -11,6 +11,10 @@ use crate::kind::JobKind;
 /// so never change it while jobs of it may wait. What the admin shows is the kind's label
 /// ([`JobKind::label`], set in [`JobArgs::configure`]), free to change at any time.
 ///
+/// Moving a kind registered by name (`JobKind::new("Send Newsletter", …)`) to a typed job:
+/// set `KIND` to the stored name (`"Send Newsletter"`); queued jobs keep running, and the label
+/// can change from then on.
+///
 /// Register a handler on the worker that runs the jobs ([`crate::Worker::handle`]); a process
 /// that only enqueues declares the type ([`crate::Client::declare`]) and needs no handler.
 ///
