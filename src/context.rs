@@ -112,7 +112,25 @@ impl JobContext {
         }
     }
 
-    /// The job's id.
+    /// The job's id. With [`JobContext::attempt`], a key for effects outside the database that
+    /// must not happen twice (a job runs at least once; see [`crate::state`]).
+    ///
+    /// ```
+    /// # use nightshift::{JobArgs, JobContext};
+    /// # #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    /// # struct Charge {}
+    /// # impl JobArgs for Charge { const KIND: &'static str = "charge"; }
+    /// async fn charge(_: Charge, ctx: JobContext) -> anyhow::Result<()> {
+    ///     // The payment provider drops a second request with the same key.
+    ///     let idempotency_key = format!("job-{}", ctx.job_id());
+    ///     ctx.log(format!("charging with key {idempotency_key}")).await?;
+    ///     Ok(())
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let run = nightshift::testing::perform(charge, Charge {}).await;
+    /// # assert_eq!(run.logs, ["charging with key job-0"]);
+    /// # }
+    /// ```
     pub fn job_id(&self) -> i64 {
         self.inner.job_id
     }
@@ -123,6 +141,31 @@ impl JobContext {
     }
 
     /// The arguments with secret fields masked: safe to log.
+    ///
+    /// ```
+    /// use nightshift::{JobArgs, JobContext};
+    /// use nightshift::testing::perform;
+    /// # use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize, schemars::JsonSchema)]
+    /// struct Upload {
+    ///     path: String,
+    ///     #[schemars(extend("writeOnly" = true))]
+    ///     api_key: String,
+    /// }
+    /// impl JobArgs for Upload { const KIND: &'static str = "upload"; }
+    ///
+    /// async fn upload(args: Upload, ctx: JobContext) -> anyhow::Result<()> {
+    ///     ctx.log(format!("started with {}", ctx.redacted_args())).await?;
+    ///     let _key = args.api_key; // the handler itself gets the real value
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let run = perform(upload, Upload { path: "a.csv".into(), api_key: "k-123".into() }).await;
+    /// assert_eq!(run.logs, [r#"started with {"path":"a.csv","api_key":"••••••"}"#]);
+    /// # }
+    /// ```
     pub fn redacted_args(&self) -> &Value {
         &self.inner.redacted_args
     }
@@ -164,6 +207,35 @@ impl JobContext {
 
     /// Adds a row to the job's results table. A row with an error cell makes the job end in
     /// `exception` once the handler returns.
+    ///
+    /// ```
+    /// use nightshift::testing::{Outcome, perform};
+    /// use nightshift::{JobArgs, JobContext, ResultCell};
+    /// # use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize, schemars::JsonSchema)]
+    /// struct ImportPrices { prices: Vec<(String, i64)> }
+    /// impl JobArgs for ImportPrices { const KIND: &'static str = "import_prices"; }
+    ///
+    /// async fn import(args: ImportPrices, ctx: JobContext) -> anyhow::Result<()> {
+    ///     for (sku, cents) in args.prices {
+    ///         let price = if cents > 0 {
+    ///             ResultCell::ok(cents.to_string())
+    ///         } else {
+    ///             ResultCell::error(cents.to_string(), "price must be positive")
+    ///         };
+    ///         ctx.add_result_row(vec![ResultCell::ok(sku), price]).await?;
+    ///     }
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let args = ImportPrices { prices: vec![("A-1".into(), 250), ("B-2".into(), -3)] };
+    /// let run = perform(import, args).await;
+    /// assert_eq!(run.rows.len(), 2);
+    /// assert_eq!(run.outcome, Outcome::ErrorRows(1)); // the job would end `exception`
+    /// # }
+    /// ```
     pub async fn add_result_row(&self, cells: Vec<ResultCell>) -> Result<(), ReportClosed> {
         let cells = cells
             .into_iter()
@@ -186,6 +258,28 @@ impl JobContext {
     }
 
     /// Completes when the handler is asked to stop; select on it around long awaits.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nightshift::JobContext;
+    ///
+    /// async fn wait_for_export(_: (), ctx: JobContext) -> anyhow::Result<()> {
+    ///     tokio::select! {
+    ///         _ = ctx.cancelled() => {
+    ///             ctx.log("asked to stop; the export carries on without us").await?;
+    ///         }
+    ///         _ = tokio::time::sleep(Duration::from_millis(10)) => {
+    ///             ctx.log("export ready").await?;
+    ///         }
+    ///     }
+    ///     Ok(())
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let kind = nightshift::JobKind::new("wait", wait_for_export);
+    /// # let run = nightshift::testing::perform_kind(&kind, serde_json::Value::Null).await;
+    /// # assert_eq!(run.logs, ["export ready"]);
+    /// # }
+    /// ```
     pub async fn cancelled(&self) {
         self.inner.token.cancelled().await
     }

@@ -7,7 +7,35 @@ use tokio::sync::broadcast;
 
 use crate::state::JobStatus;
 
-/// Something that happened to a job.
+/// Something that happened to a job. Subscribe with [`crate::Client::subscribe`]; every event
+/// is sent after it is stored.
+///
+/// ```no_run
+/// use nightshift::{JobEvent, JobStatus, Worker};
+///
+/// # async fn demo(worker: Worker) {
+/// let mut events = worker.subscribe();
+/// while let Ok(event) = events.recv().await {
+///     if let JobEvent::Status { job_id, status: JobStatus::Exception, .. } = event {
+///         eprintln!("job {job_id} failed");
+///     }
+/// }
+/// # }
+/// ```
+///
+/// Serialized (for a metrics feed, say), the variant is in `type`:
+///
+/// ```
+/// use nightshift::JobEvent;
+/// use serde_json::json;
+///
+/// let event = JobEvent::Log { job_id: 7, id: 1, at: 1_700_000_000_000, line: "hello".into() };
+/// assert_eq!(
+///     serde_json::to_value(&event).unwrap(),
+///     json!({"type": "log", "job_id": 7, "id": 1, "at": 1_700_000_000_000_i64, "line": "hello"})
+/// );
+/// assert_eq!(event.job_id(), 7);
+/// ```
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum JobEvent {
@@ -37,7 +65,7 @@ pub enum JobEvent {
         job_id: i64,
         /// The line's id: increasing within a job, usable as an SSE `Last-Event-ID`.
         id: i64,
-        /// When, in milliseconds since the epoch.
+        /// When, in milliseconds since the Unix epoch.
         at: i64,
         /// The line.
         line: String,
@@ -68,7 +96,7 @@ impl JobEvent {
 /// The sending side, cloned into every part of the runtime. Sending never blocks: a subscriber
 /// that falls behind loses the oldest events (and learns it from `RecvError::Lagged`).
 #[derive(Debug, Clone)]
-pub struct Events {
+pub(crate) struct Events {
     tx: broadcast::Sender<JobEvent>,
 }
 
@@ -84,7 +112,7 @@ impl Events {
     }
 
     /// A new subscription, starting with the next event.
-    pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
         self.tx.subscribe()
     }
 }

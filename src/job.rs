@@ -9,7 +9,22 @@ use crate::error::{Error, Result};
 use crate::kind::{JobKind, SECRET_MASK};
 use crate::state::JobStatus;
 
-/// A job, ready to show: arguments have their secret fields masked.
+/// A job, ready to show: arguments have their secret fields masked. What [`crate::Client::job`],
+/// [`crate::Client::insert`] and the admin's JSON give; it serializes to the admin API's shape.
+///
+/// ```no_run
+/// use nightshift::{Client, JobStatus};
+///
+/// # async fn demo(client: Client, id: i64) -> nightshift::Result<()> {
+/// let job = client.job(id).await?;
+/// if job.status == JobStatus::Exception {
+///     eprintln!("{} #{} failed: {}", job.label, job.id, job.error.as_deref().unwrap_or(""));
+/// }
+/// if let Some(took) = job.duration(chrono::Utc::now()) {
+///     println!("ran for {} ms", took.num_milliseconds());
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Job {
     /// Its id.
@@ -58,7 +73,7 @@ pub struct Job {
 
 impl Job {
     /// Builds the view of a stored job; `kind` (when registered) gives the group and secrets.
-    pub fn from_model(m: job::Model, kind: Option<&JobKind>) -> Result<Job> {
+    pub(crate) fn from_model(m: job::Model, kind: Option<&JobKind>) -> Result<Job> {
         let status: JobStatus = m
             .status
             .parse()

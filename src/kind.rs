@@ -207,7 +207,29 @@ impl JobKind {
         }
     }
 
-    /// The kind of a typed job, `J::KIND` configured by `J::configure`, run by `handler`.
+    /// The kind of a typed job, `J::KIND` configured by `J::configure`, run by `handler`. What
+    /// [`crate::Worker::handle`] registers; call it to register the kind with more settings.
+    ///
+    /// ```
+    /// use nightshift::{JobArgs, JobContext, JobKind};
+    /// # use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize, schemars::JsonSchema)]
+    /// struct Ping {}
+    /// impl JobArgs for Ping {
+    ///     const KIND: &'static str = "ping";
+    ///     fn configure(kind: JobKind) -> JobKind {
+    ///         kind.label("Ping").group("Health")
+    ///     }
+    /// }
+    ///
+    /// async fn ping(_: Ping, _: JobContext) -> anyhow::Result<()> {
+    ///     Ok(())
+    /// }
+    ///
+    /// let kind = JobKind::of(ping);
+    /// assert_eq!((kind.name(), kind.display_label(), kind.group_name()), ("ping", "Ping", "Health"));
+    /// ```
     pub fn of<J, F, Fut>(handler: F) -> Self
     where
         J: crate::JobArgs,
@@ -264,6 +286,21 @@ impl JobKind {
     }
 
     /// The wait between failed attempts.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nightshift::{Backoff, JobKind, Role};
+    /// # async fn sync(_: (), _: nightshift::JobContext) -> anyhow::Result<()> { Ok(()) }
+    ///
+    /// // Five tries, 30 s apart at first, doubling to 10 min; each try stopped after 2 min;
+    /// // only admins may start one from the admin.
+    /// let kind = JobKind::new("Sync Accounts", sync)
+    ///     .max_attempts(5)
+    ///     .backoff(Backoff::exponential(Duration::from_secs(30), Duration::from_secs(600)))
+    ///     .timeout(Duration::from_secs(120))
+    ///     .role(Role::Admin);
+    /// assert_eq!(kind.required_role(), Role::Admin);
+    /// ```
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
         self
@@ -312,12 +349,44 @@ impl JobKind {
         self.secrets.iter().map(String::as_str)
     }
 
-    /// Checks arguments against the argument type without running anything.
+    /// Checks arguments against the argument type without running anything. The error names
+    /// the offending field when it can.
+    ///
+    /// ```
+    /// use nightshift::{Error, JobKind};
+    /// use serde_json::json;
+    ///
+    /// #[derive(serde::Deserialize, schemars::JsonSchema)]
+    /// struct Resize { url: String, width: u32 }
+    ///
+    /// let kind = JobKind::declare::<Resize>("resize");
+    /// assert!(kind.validate(&json!({"url": "a.png", "width": 640})).is_ok());
+    /// let err = kind.validate(&json!({"url": "a.png", "width": "wide"})).unwrap_err();
+    /// assert!(matches!(err, Error::InvalidArgs { field: Some(f), .. } if f == "width"));
+    /// ```
     pub fn validate(&self, args: &Value) -> Result<(), Error> {
         (self.validator)(args)
     }
 
     /// The arguments with every secret field replaced by [`SECRET_MASK`].
+    ///
+    /// ```
+    /// use nightshift::JobKind;
+    /// use nightshift::kind::SECRET_MASK;
+    /// use serde_json::json;
+    ///
+    /// #[derive(serde::Deserialize, schemars::JsonSchema)]
+    /// struct Login {
+    ///     user: String,
+    ///     #[schemars(extend("writeOnly" = true))]
+    ///     password: String,
+    /// }
+    ///
+    /// let kind = JobKind::declare::<Login>("login");
+    /// assert_eq!(kind.secret_fields().collect::<Vec<_>>(), ["password"]);
+    /// let shown = kind.redact(&json!({"user": "alice", "password": "hunter2"}));
+    /// assert_eq!(shown, json!({"user": "alice", "password": SECRET_MASK}));
+    /// ```
     pub fn redact(&self, args: &Value) -> Value {
         redact_with(&self.secrets, args)
     }

@@ -134,7 +134,7 @@ pub mod state;
 #[doc(hidden)]
 pub mod store;
 pub mod testing;
-pub mod text;
+pub(crate) mod text;
 pub mod worker;
 
 pub use client::Client;

@@ -172,6 +172,15 @@ impl SecretKey {
     }
 
     /// Reads 64 hex characters (surrounding whitespace ignored).
+    ///
+    /// ```
+    /// use nightshift::secrets::SecretKey;
+    /// let key = SecretKey::generate();
+    /// let again = SecretKey::from_hex(&format!("  {}\n", key.to_hex())).unwrap();
+    /// assert_eq!(again.id(), key.id());
+    /// assert_eq!(key.id().len(), 8);
+    /// assert!(SecretKey::from_hex("not a key").is_err());
+    /// ```
     pub fn from_hex(text: &str) -> Result<Self, SecretError> {
         let text = text.trim();
         if text.len() != 64 {
@@ -317,6 +326,19 @@ impl Keyring {
     }
 
     /// Encrypts one field's value with the primary key; the field's name is bound to it.
+    ///
+    /// ```
+    /// use nightshift::secrets::{Keyring, SecretError, envelope_key_id};
+    /// use serde_json::json;
+    ///
+    /// let keyring = Keyring::generate();
+    /// let sealed = keyring.encrypt_value("password", &json!("hunter2")).unwrap();
+    /// assert_eq!(envelope_key_id(&sealed), Some(keyring.primary_id()));
+    /// assert_eq!(keyring.decrypt_value("password", &sealed).unwrap(), json!("hunter2"));
+    /// // Moved to another field, it no longer opens.
+    /// let moved = keyring.decrypt_value("token", &sealed).unwrap_err();
+    /// assert!(matches!(moved, SecretError::Unauthenticated { .. }));
+    /// ```
     pub fn encrypt_value(&self, field: &str, value: &Value) -> Result<String, SecretError> {
         let key = self.primary();
         let plain = serde_json::to_vec(value).map_err(|e| SecretError::Encrypt {
@@ -498,6 +520,18 @@ pub fn write_key_file(path: impl AsRef<Path>, keyring: &Keyring) -> Result<(), S
 
 /// Reads the key file at `path`, creating it with a new key first if it does not exist. Returns
 /// the keyring and whether the file was created.
+///
+/// ```
+/// use nightshift::secrets::load_or_create_key_file;
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("jobs.db.key");
+/// let (made, created) = load_or_create_key_file(&path).unwrap();
+/// assert!(created);
+/// let (read, created) = load_or_create_key_file(&path).unwrap();
+/// assert!(!created);
+/// assert_eq!(read.primary_id(), made.primary_id());
+/// ```
 pub fn load_or_create_key_file(path: impl AsRef<Path>) -> Result<(Keyring, bool), SecretError> {
     let path = path.as_ref();
     match Keyring::from_file(path) {
@@ -550,6 +584,18 @@ fn warn_if_exposed(path: &Path) {
 /// The default key file for a SQLite database URL: the database file's path with `.key` added
 /// (`sqlite://nightshift.db?mode=rwc` → `nightshift.db.key`). `None` for PostgreSQL and for
 /// in-memory SQLite.
+///
+/// ```
+/// use std::path::PathBuf;
+/// use nightshift::secrets::sqlite_key_path;
+///
+/// assert_eq!(
+///     sqlite_key_path("sqlite:///var/lib/app/jobs.db?mode=rwc"),
+///     Some(PathBuf::from("/var/lib/app/jobs.db.key"))
+/// );
+/// assert_eq!(sqlite_key_path("sqlite::memory:"), None);
+/// assert_eq!(sqlite_key_path("postgres://db/jobs"), None);
+/// ```
 pub fn sqlite_key_path(database_url: &str) -> Option<PathBuf> {
     let rest = database_url.strip_prefix("sqlite:")?;
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -571,6 +617,21 @@ pub fn key_file_path(database_url: &str, key_file: Option<&Path>) -> Option<Path
 /// else the key file `key_file` (created if missing, for SQLite only); else, for SQLite, the file
 /// beside the database (created on first start). PostgreSQL without a key gives `None`: the
 /// nodes must share one key, so none is made up here.
+///
+/// An app embedding a worker can resolve its key the same way:
+///
+/// ```no_run
+/// # async fn demo() -> anyhow::Result<()> {
+/// use nightshift::Worker;
+///
+/// let url = "sqlite://jobs.db?mode=rwc";
+/// let mut builder = Worker::builder().database_url(url);
+/// if let Some(keyring) = nightshift::secrets::keyring_for_url(url, None)? {
+///     builder = builder.secret_key(keyring);
+/// }
+/// let worker = builder.build().await?;
+/// # Ok(()) }
+/// ```
 pub fn keyring_for_url(
     database_url: &str,
     key_file: Option<&Path>,
@@ -658,6 +719,21 @@ impl fmt::Display for Rotated {
 /// Every top-level envelope is decrypted (with any key of `keyring`) and encrypted again with
 /// the primary key; a plain value in a secret field of one of `kinds` is encrypted. Rows whose
 /// values cannot be decrypted are left unchanged and listed in [`Rotated::unreadable`].
+///
+/// ```no_run
+/// # async fn demo(worker: nightshift::Worker) -> anyhow::Result<()> {
+/// use std::path::Path;
+/// use nightshift::secrets;
+///
+/// let path = Path::new("jobs.db.key");
+/// // A new primary key, the file's keys kept to decrypt; saved first, so a failed rotation
+/// // loses nothing (`rotate_key_file` does both steps).
+/// let next = secrets::next_keyring(path)?;
+/// secrets::write_key_file(path, &next)?;
+/// let report = secrets::rotate(worker.connection(), &worker.kinds(), &next).await?;
+/// println!("{report}");
+/// # Ok(()) }
+/// ```
 pub async fn rotate(
     db: &DatabaseConnection,
     kinds: &[JobKind],

@@ -50,6 +50,16 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// Where a job is in its life. Stored as the lower-case name (`"running"`).
+///
+/// ```
+/// use nightshift::JobStatus;
+///
+/// let status: JobStatus = "scheduled".parse().unwrap();
+/// assert_eq!(status, JobStatus::Scheduled);
+/// assert_eq!(status.to_string(), "scheduled");
+/// assert!(status.is_waiting() && !status.is_finished());
+/// assert!("paused".parse::<JobStatus>().is_err());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {

@@ -1,22 +1,20 @@
 //! Text that crosses a boundary: what the engine stores for a handler (never a NUL, which
 //! PostgreSQL refuses in text), what a refusal may echo of its input (a short excerpt), and where
 //! a NUL hides in a JSON value.
+//!
+//! Internal helpers of the engine and the admin: nothing here is public API.
 use std::borrow::Cow;
 
 use serde_json::Value;
 
 /// How many characters of an input a message quotes.
-pub const EXCERPT_CHARS: usize = 60;
+pub(crate) const EXCERPT_CHARS: usize = 60;
 
 /// The refusal of a NUL character, after the field's name.
-pub const NUL_REFUSED: &str = "must not contain a NUL character";
+pub(crate) const NUL_REFUSED: &str = "must not contain a NUL character";
 
 /// `s` with every NUL character replaced by U+FFFD: storable in any text column.
-///
-/// ```
-/// assert_eq!(nightshift::text::scrub_nul("a\0b".into()), "a\u{FFFD}b");
-/// ```
-pub fn scrub_nul(s: String) -> String {
+pub(crate) fn scrub_nul(s: String) -> String {
     if s.contains('\0') {
         s.replace('\0', "\u{FFFD}")
     } else {
@@ -25,7 +23,7 @@ pub fn scrub_nul(s: String) -> String {
 }
 
 /// At most `max` characters of `s`; a longer text is cut and ends in "…".
-pub fn clip(s: &str, max: usize) -> Cow<'_, str> {
+pub(crate) fn clip(s: &str, max: usize) -> Cow<'_, str> {
     match s.char_indices().nth(max) {
         None => Cow::Borrowed(s),
         Some((end, _)) => Cow::Owned(format!("{}…", &s[..end])),
@@ -33,31 +31,19 @@ pub fn clip(s: &str, max: usize) -> Cow<'_, str> {
 }
 
 /// A short excerpt of an input, for a message that quotes it.
-pub fn excerpt(s: &str) -> Cow<'_, str> {
+pub(crate) fn excerpt(s: &str) -> Cow<'_, str> {
     clip(s, EXCERPT_CHARS)
 }
 
 /// A short excerpt of an input, quoted and escaped like `{:?}`: `"abc…"`.
-///
-/// ```
-/// let long = "x".repeat(1000);
-/// assert_eq!(nightshift::text::quote(&long).chars().count(), 60 + 3);
-/// assert_eq!(nightshift::text::quote("a\"b"), r#""a\"b""#);
-/// ```
-pub fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     format!("{:?}", excerpt(s))
 }
 
 /// `msg` with every quoted run (in double quotes or backticks) longer than an excerpt cut to
 /// one: for messages written by others that quote input in full, such as serde's
 /// `invalid type: string "…", expected u64` or its unknown field errors.
-///
-/// ```
-/// let msg = format!("invalid type: string {:?}, expected u64", "x".repeat(1000));
-/// let short = nightshift::text::shorten_quotes(&msg);
-/// assert!(short.len() < 120 && short.ends_with("…\", expected u64"));
-/// ```
-pub fn shorten_quotes(msg: &str) -> String {
+pub(crate) fn shorten_quotes(msg: &str) -> String {
     let mut out = String::with_capacity(msg.len().min(1024));
     let mut chars = msg.chars();
     while let Some(c) = chars.next() {
@@ -94,15 +80,7 @@ pub fn shorten_quotes(msg: &str) -> String {
 /// The path of the first string (or object key) in `v` holding a NUL character, such as
 /// `subject` or `items[2].sku`, under `prefix` (`""` for none). `Some(prefix)` when `v` itself
 /// is such a string.
-///
-/// ```
-/// use serde_json::json;
-/// use nightshift::text::nul_path;
-/// let v = json!({"items": [{"sku": "a"}, {"sku": "b\u{0}"}]});
-/// assert_eq!(nul_path(&v, "args").as_deref(), Some("args.items[1].sku"));
-/// assert_eq!(nul_path(&json!({"ok": 1}), ""), None);
-/// ```
-pub fn nul_path(v: &Value, prefix: &str) -> Option<String> {
+pub(crate) fn nul_path(v: &Value, prefix: &str) -> Option<String> {
     match v {
         Value::String(s) if s.contains('\0') => Some(prefix.to_owned()),
         Value::Array(items) => items
@@ -131,11 +109,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn scrubs_nul() {
+        assert_eq!(scrub_nul("a\0b".into()), "a\u{FFFD}b");
+        assert_eq!(scrub_nul("ab".into()), "ab");
+    }
+
+    #[test]
+    fn quotes_an_escaped_excerpt() {
+        let long = "x".repeat(1000);
+        assert_eq!(quote(&long).chars().count(), EXCERPT_CHARS + 3);
+        assert_eq!(quote("a\"b"), r#""a\"b""#);
+    }
+
+    #[test]
     fn clips_on_characters() {
         assert_eq!(clip("héllo", 10), "héllo");
         assert_eq!(clip("héllo", 2), "hé…");
         assert_eq!(clip("", 0), "");
         assert_eq!(excerpt(&"é".repeat(100)).chars().count(), EXCERPT_CHARS + 1);
+    }
+
+    #[test]
+    fn shortens_a_serde_message() {
+        let msg = format!("invalid type: string {:?}, expected u64", "x".repeat(1000));
+        let short = shorten_quotes(&msg);
+        assert!(
+            short.len() < 120 && short.ends_with("…\", expected u64"),
+            "{short}"
+        );
     }
 
     #[test]
@@ -154,6 +155,13 @@ mod tests {
         assert!(short.ends_with("…\", expected u64"), "{short}");
         assert_eq!(shorten_quotes("open \"quote"), "open \"quote");
         assert!(shorten_quotes(&format!("open \"{long}")).ends_with('…'));
+    }
+
+    #[test]
+    fn names_the_path_of_a_nul() {
+        let v = serde_json::json!({"items": [{"sku": "a"}, {"sku": "b\u{0}"}]});
+        assert_eq!(nul_path(&v, "args").as_deref(), Some("args.items[1].sku"));
+        assert_eq!(nul_path(&serde_json::json!({"ok": 1}), ""), None);
     }
 
     #[test]

@@ -11,15 +11,15 @@
 //!
 //! Every page needs a signed-in operator: with [`Auth::sessions`] the admin has its own login,
 //! operators and API tokens; with [`Auth::custom`] the host app says who is asking.
-pub mod error;
-pub mod extract;
-pub mod flash;
-pub mod hub;
-pub mod routes;
-pub mod schema_form;
-pub mod security;
+pub(crate) mod error;
+pub(crate) mod extract;
+pub(crate) mod flash;
+pub(crate) mod hub;
+pub(crate) mod routes;
+pub(crate) mod schema_form;
+pub(crate) mod security;
 pub mod serve;
-pub mod views;
+pub(crate) mod views;
 
 use std::sync::Arc;
 
@@ -43,12 +43,17 @@ use views::layout::PageCtx;
 
 /// What the admin's handlers share.
 #[derive(Clone)]
-pub struct AdminState(Arc<Inner>);
+pub(crate) struct AdminState(Arc<Inner>);
 
-pub struct Inner {
+/// The shared state behind [`AdminState`] (one per router).
+pub(crate) struct Inner {
+    /// The client every page and action goes through.
     pub worker: Client,
+    /// Live updates: frames for the event streams, tab counts.
     pub hub: Arc<Hub>,
+    /// How requests are authenticated.
     pub auth: Auth,
+    /// Operators, tokens and login throttling (used by the built-in login only).
     pub accounts: Accounts,
 }
 

@@ -53,7 +53,8 @@ pub enum AccountError {
 
 /// How a login attempt ended.
 #[derive(Debug)]
-pub enum Login {
+pub(crate) enum Login {
+    /// Name and password match an operator who is not disabled.
     Ok(operator::Model),
     /// Wrong name or password (or a disabled operator): one answer for all.
     Invalid,
@@ -106,7 +107,21 @@ fn numbered(backend: DbBackend, sql: &str) -> String {
     out
 }
 
-/// The operator accounts. Cheap to clone.
+/// The operator accounts of the built-in login ([`crate::auth::Auth::sessions`]): add them, change
+/// their role, password or access, and give them API tokens. Cheap to clone.
+///
+/// ```no_run
+/// # async fn demo() -> anyhow::Result<()> {
+/// use nightshift::Role;
+/// use nightshift::auth::Accounts;
+///
+/// let db = nightshift::store::connect("sqlite://jobs.db?mode=rwc").await?;
+/// let accounts = Accounts::new(db);
+/// accounts.add("alice", "correct horse battery", Role::Operator).await?;
+/// let (token, _row) = accounts.create_token("alice", "deploy script").await?;
+/// println!("Authorization: Bearer {token}");
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Accounts {
     db: DatabaseConnection,
@@ -133,6 +148,8 @@ fn valid_name(name: &str) -> bool {
 }
 
 impl Accounts {
+    /// The accounts stored in `db` (a migrated database, e.g. from
+    /// [`crate::store::connect`] or `worker.store().connection()`).
     pub fn new(db: DatabaseConnection) -> Self {
         Accounts { db }
     }
@@ -142,7 +159,8 @@ impl Accounts {
         Ok(operator::Entity::find().count(&self.db).await?)
     }
 
-    /// Adds an operator.
+    /// Adds an operator. Refused for an invalid or taken name and a password under 8
+    /// characters.
     pub async fn add(
         &self,
         name: &str,
@@ -166,6 +184,7 @@ impl Accounts {
             .await?)
     }
 
+    /// The operator named `name`, if any.
     pub async fn by_name(&self, name: &str) -> Result<Option<operator::Model>, AccountError> {
         Ok(operator::Entity::find()
             .filter(operator::Column::Name.eq(name))
@@ -173,6 +192,7 @@ impl Accounts {
             .await?)
     }
 
+    /// The operator with id `id`; [`AccountError::NotFound`] if there is none.
     pub async fn by_id(&self, id: i64) -> Result<operator::Model, AccountError> {
         operator::Entity::find_by_id(id)
             .one(&self.db)
@@ -180,6 +200,7 @@ impl Accounts {
             .ok_or_else(|| AccountError::NotFound(format!("operator {id}")))
     }
 
+    /// Every operator, by name.
     pub async fn list(&self) -> Result<Vec<operator::Model>, AccountError> {
         Ok(operator::Entity::find()
             .order_by_asc(operator::Column::Name)
@@ -205,16 +226,20 @@ impl Accounts {
         Ok(())
     }
 
+    /// Changes an operator's role; it applies to their next request (sessions and API tokens
+    /// alike).
     pub async fn set_role(&self, id: i64, role: Role) -> Result<(), AccountError> {
         self.set(id, operator::Column::Role, role.as_str().into())
             .await
     }
 
+    /// Disables an operator (no login, their API tokens refused), or enables them again.
     pub async fn set_disabled(&self, id: i64, disabled: bool) -> Result<(), AccountError> {
         self.set(id, operator::Column::Disabled, disabled.into())
             .await
     }
 
+    /// Sets an operator's password (at least 8 characters).
     pub async fn set_password(&self, id: i64, password: &str) -> Result<(), AccountError> {
         if password.chars().count() < 8 {
             return Err(AccountError::WeakPassword);
@@ -230,7 +255,7 @@ impl Accounts {
     /// name from this address, the address and the name; a throttled attempt is refused without
     /// hashing, and the password check runs behind the process-wide hashing gate. Unknown names
     /// take as long as known ones.
-    pub async fn login(
+    pub(crate) async fn login(
         &self,
         name: &str,
         password: &str,
@@ -399,7 +424,7 @@ impl Accounts {
     }
 
     /// Whether `address` has sent too many unknown API tokens lately (checked before any lookup).
-    pub async fn token_throttled(&self, address: &str) -> Result<bool, AccountError> {
+    pub(crate) async fn token_throttled(&self, address: &str) -> Result<bool, AccountError> {
         let row = login_throttle::Entity::find_by_id(format!("token:{address}"))
             .one(&self.db)
             .await?;
@@ -407,14 +432,14 @@ impl Accounts {
     }
 
     /// Counts an unknown or revoked API token sent from `address`.
-    pub async fn token_failed(&self, address: &str) -> Result<(), AccountError> {
+    pub(crate) async fn token_failed(&self, address: &str) -> Result<(), AccountError> {
         self.count_attempt(&format!("token:{address}"), now_ms())
             .await?;
         Ok(())
     }
 
     /// Deletes throttle rows whose window is over. Returns how many.
-    pub async fn prune_throttle(&self) -> Result<u64, AccountError> {
+    pub(crate) async fn prune_throttle(&self) -> Result<u64, AccountError> {
         let now = now_ms();
         let res = login_throttle::Entity::delete_many()
             .filter(login_throttle::Column::WindowStart.lte(now - WINDOW_MS))
@@ -466,6 +491,8 @@ impl Accounts {
         Ok(q.all(&self.db).await?)
     }
 
+    /// Revokes an API token; [`AccountError::NotFound`] if it does not exist or is already
+    /// revoked.
     pub async fn revoke_token(&self, id: i64) -> Result<(), AccountError> {
         let res = api_token::Entity::update_many()
             .col_expr(api_token::Column::RevokedAt, Expr::value(now_ms()))
@@ -480,7 +507,7 @@ impl Accounts {
     }
 
     /// The active operator a bearer token belongs to.
-    pub async fn operator_for_token(
+    pub(crate) async fn operator_for_token(
         &self,
         token: &str,
     ) -> Result<Option<operator::Model>, AccountError> {
@@ -522,7 +549,7 @@ impl Accounts {
     }
 
     /// Whether `token` is a live setup token (and there is still no operator).
-    pub async fn setup_token_valid(&self, token: &str) -> Result<bool, AccountError> {
+    pub(crate) async fn setup_token_valid(&self, token: &str) -> Result<bool, AccountError> {
         let row = setup_token::Entity::find_by_id(password::token_hash(token))
             .one(&self.db)
             .await?;
@@ -532,7 +559,7 @@ impl Accounts {
     /// Uses the setup token: creates the first admin and kills the token. The token is
     /// consumed (`DELETE … RETURNING`) in the same transaction that adds the admin, so of
     /// parallel requests with one link exactly one creates an admin.
-    pub async fn complete_setup(
+    pub(crate) async fn complete_setup(
         &self,
         token: &str,
         name: &str,

@@ -10,11 +10,17 @@ use crate::entity::audit;
 /// One audited action.
 #[derive(Debug, Clone, Default)]
 pub struct Entry {
+    /// Who acted (an operator's name, or the name given at a login or setup).
     pub actor: String,
+    /// The client's IP address, or `unknown`.
     pub address: String,
+    /// What was done: `create_job`, `login`, … (see `entity::audit`).
     pub action: String,
+    /// What it was done to: `job:42`, `operator:alice`, `token:7`.
     pub target: Option<String>,
+    /// How it ended: `ok`, `denied`, `failed`, `refused (409)`, …
     pub outcome: String,
+    /// More about it; cut at 2,000 characters.
     pub detail: Option<String>,
 }
 
@@ -38,8 +44,11 @@ pub async fn record(db: &DatabaseConnection, e: Entry) {
 /// Filters for the audit page.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
+    /// Only entries by this actor.
     pub actor: Option<String>,
+    /// Only entries of this action.
     pub action: Option<String>,
+    /// Only entries about this target.
     pub target: Option<String>,
 }
 

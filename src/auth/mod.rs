@@ -5,16 +5,17 @@
 //! login; a host app with its own sign-in passes [`Auth::custom`] with an [`Authenticator`] that
 //! maps a request to an operator and role.
 pub mod accounts;
-pub mod audit;
-pub mod password;
-pub mod session_store;
+pub(crate) mod audit;
+pub(crate) mod password;
+pub(crate) mod session_store;
 
 use std::sync::Arc;
 
 use axum::http::request::Parts;
 
 pub use crate::admin::extract::Operator;
-pub use accounts::{AccountError, Accounts, Login};
+pub(crate) use accounts::Login;
+pub use accounts::{AccountError, Accounts};
 
 /// Maps a request to the operator making it (`None`: nobody is signed in).
 ///

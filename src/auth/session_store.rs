@@ -15,6 +15,7 @@ pub struct DbSessionStore {
 }
 
 impl DbSessionStore {
+    /// The sessions of `db` (a migrated database).
     pub fn new(db: DatabaseConnection) -> Self {
         DbSessionStore { db }
     }

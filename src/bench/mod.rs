@@ -47,6 +47,7 @@ pub struct Options {
     pub schedule_later: u64,
     /// Jobs due at staggered times over `schedule_span`, starting a second from now.
     pub schedule_due: usize,
+    /// How long the due times of the `schedule_due` jobs are spread over.
     pub schedule_span: Duration,
     /// Requests of each admin list page (all tab, `?status=done`) at most.
     pub admin_samples: usize,
@@ -87,10 +88,15 @@ impl Options {
 /// Latency percentiles, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
 pub struct Latency {
+    /// The median.
     pub p50: f64,
+    /// The 95th percentile.
     pub p95: f64,
+    /// The 99th percentile.
     pub p99: f64,
+    /// The slowest sample.
     pub max: f64,
+    /// How many samples were taken (non-finite ones left out).
     pub n: usize,
 }
 
@@ -119,14 +125,19 @@ impl Latency {
 /// `sse_fanout`: did every subscriber get every line, and how late.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Fanout {
+    /// SSE connections that followed the job.
     pub subscribers: usize,
+    /// Lines the job logged.
     pub lines: u64,
+    /// Whether every subscriber received every line.
     pub delivered_all: bool,
     /// The fewest distinct lines one subscriber received.
     pub min_received: u64,
     /// From the handler's `ctx.log` call to the subscriber reading the event.
     pub p99_delay_ms: f64,
+    /// The median of the same delay.
     pub p50_delay_ms: f64,
+    /// The longest of the same delay.
     pub max_delay_ms: f64,
     /// Streams the server ended early (a subscriber fell behind) that reconnected with
     /// `Last-Event-ID`, as a browser does.
@@ -165,6 +176,7 @@ pub struct Report {
     pub machine: String,
     /// RFC 3339, when the run started.
     pub date: String,
+    /// The Nightshift version measured.
     pub version: &'static str,
     /// Jobs per second, `jobs` queued, default worker, no-op jobs, from `start()` until every
     /// job is `done`.
@@ -176,7 +188,9 @@ pub struct Report {
     /// Bare SQL on the same database: claim a batch (the engine's claim statement), mark it
     /// done, repeat, `jobs` queued.
     pub drain_ceiling_per_s: f64,
+    /// Jobs the ceiling claims per statement: the scheduler's own largest claim.
     pub drain_ceiling_batch: u64,
+    /// `drain_per_s` ÷ `drain_ceiling_per_s`: how much of the bare SQL rate the engine keeps.
     pub drain_vs_ceiling: f64,
     /// `insert_many` in chunks of 1,000 (the deepest drain's backlog).
     pub enqueue_batch_per_s: f64,
@@ -192,8 +206,11 @@ pub struct Report {
     pub schedule_ms: Latency,
     /// `GET /workers` and `GET /workers?status=done` with `jobs` in the table, while they drain.
     pub admin_list_ms: Latency,
+    /// The same per page: `{"all": latency, "done": latency}`.
     pub admin_list_by_page: Map<String, Value>,
+    /// Many subscribers following one job's live log.
     pub sse_fanout: Fanout,
+    /// This process's resident memory, in MiB (Linux only).
     pub rss_mb: Rss,
 }
 

@@ -5,6 +5,7 @@ use sea_orm::entity::prelude::*;
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "nightshift_sessions")]
 pub struct Model {
+    /// The session id the cookie carries (128 random bits).
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
     /// The session record as JSON.
@@ -14,6 +15,7 @@ pub struct Model {
     pub expires_at: i64,
 }
 
+/// Relations to other tables: none declared (joins are written in the queries).
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}
 
