@@ -1,5 +1,6 @@
 //! SQLite: one writer at a time, so claims need no row locks; batches arrive as one JSON
-//! parameter unpacked by `json_each`; no notifications (other processes watch `data_version`).
+//! parameter unpacked by `jsonb_each` (each row's object stays binary JSON, so reading its
+//! fields parses nothing again); no notifications (other processes watch `data_version`).
 use sea_orm::{DbBackend, Statement, Value};
 
 use super::Driver;
@@ -39,12 +40,12 @@ impl Driver for Sqlite {
           json_extract(value, '$.error') AS error, json_extract(value, '$.run_at') AS run_at, \
           json_extract(value, '$.finished') AS finished, json_extract(value, '$.refund') AS refund, \
           json_extract(value, '$.done') AS done, json_extract(value, '$.at') AS at \
-          FROM json_each(?)) AS c"
+          FROM jsonb_each(?)) AS c"
     }
 
     fn attempt_rows(&self) -> &'static str {
         "(SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.attempt') AS attempt, \
           json_extract(value, '$.outcome') AS outcome, json_extract(value, '$.error') AS error, \
-          json_extract(value, '$.at') AS at FROM json_each(?)) AS c"
+          json_extract(value, '$.at') AS at FROM jsonb_each(?)) AS c"
     }
 }
