@@ -8,6 +8,22 @@ use crate::state::JobStatus;
 /// let err = Error::NotFound(7);
 /// assert_eq!(err.to_string(), "job 7 not found");
 /// ```
+///
+/// A refusal says why, so a caller can tell "too late" from a failure:
+///
+/// ```no_run
+/// use nightshift::{Client, Error};
+///
+/// # async fn demo(client: Client, id: i64) -> nightshift::Result<()> {
+/// match client.cancel(id).await {
+///     Ok(job) => println!("cancelled {}", job.id),
+///     // Already running (abort it instead) or finished.
+///     Err(Error::InvalidState { status, .. }) => println!("job {id} is {status}"),
+///     Err(Error::NotFound(_)) => println!("no job {id}"),
+///     Err(e) => return Err(e),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -42,6 +58,13 @@ pub enum Error {
         /// What was refused: `cancel`, `abort`, `update`.
         action: &'static str,
     },
+    /// No recurring schedule with that id.
+    #[error("recurring schedule {0} not found")]
+    ScheduleNotFound(i64),
+    /// The recurring schedule's state does not allow the action (e.g. skipping the next tick of
+    /// a paused schedule).
+    #[error("{0}")]
+    ScheduleConflict(String),
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sea_orm::DbErr),

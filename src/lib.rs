@@ -127,6 +127,7 @@ pub mod job_args;
 pub mod kind;
 pub mod new_job;
 pub mod outcome;
+pub mod recurring;
 pub mod role;
 pub(crate) mod runtime;
 pub mod secrets;

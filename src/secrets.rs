@@ -856,7 +856,7 @@ pub async fn scrub_sqlite(db: &DatabaseConnection) -> crate::Result<bool> {
     checkpoint().await
 }
 
-/// How many job rows hold a value encrypted with each key id.
+/// How many job rows (and recurring schedules) hold a value encrypted with each key id.
 pub async fn key_usage<C: ConnectionTrait>(db: &C) -> crate::Result<BTreeMap<String, u64>> {
     let mut usage = BTreeMap::new();
     let mut last = 0i64;
@@ -885,6 +885,28 @@ pub async fn key_usage<C: ConnectionTrait>(db: &C) -> crate::Result<BTreeMap<Str
             for id in ids {
                 *usage.entry(id.to_owned()).or_insert(0) += 1;
             }
+        }
+    }
+    // Recurring schedules keep their jobs' arguments sealed the same way: their keys are in
+    // use too (`rotate` leaves them as they are; they stay readable while their key is kept).
+    let schedules: Vec<String> = crate::entity::recurring::Entity::find()
+        .select_only()
+        .column(crate::entity::recurring::Column::Args)
+        .filter(crate::entity::recurring::Column::Args.contains(ENVELOPE_PREFIX))
+        .into_tuple()
+        .all(db)
+        .await?;
+    for args in schedules {
+        let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&args) else {
+            continue;
+        };
+        let ids: BTreeSet<&str> = map
+            .values()
+            .filter_map(Value::as_str)
+            .filter_map(envelope_key_id)
+            .collect();
+        for id in ids {
+            *usage.entry(id.to_owned()).or_insert(0) += 1;
         }
     }
     Ok(usage)

@@ -187,6 +187,7 @@ impl WorkerBuilder {
             wake: Notify::new(),
             stopping: CancellationToken::new(),
             tasks: Mutex::new(Tasks::default()),
+            recurring: Default::default(),
         };
         Ok(Worker {
             client: Client {
@@ -287,6 +288,8 @@ impl Worker {
             &mut Default::default(),
         )
         .await?;
+        // Schedules defined in code: created if missing, checked against their kinds.
+        crate::recurring::sync_code(&self.client).await?;
         let rx = {
             let mut tasks = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
             if tasks.started {
@@ -309,6 +312,7 @@ impl Worker {
             stop.clone(),
         ));
         let scheduler = tokio::spawn(runtime::scheduler::run(self.shared.clone()));
+        crate::recurring::spawn(&self.shared);
         // Stopped with maintenance: aborts asked during the drain still reach the jobs here.
         let listener = tokio::spawn(runtime::listener::run(self.shared.clone(), stop.clone()));
         let mut tasks = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
@@ -339,6 +343,7 @@ impl Worker {
         if let Some(s) = scheduler {
             let _ = s.await;
         }
+        crate::recurring::stopped(&self.shared).await;
         let all = self.shared.config.concurrency as u32;
         let slots = self.shared.slots.clone();
         let drained =

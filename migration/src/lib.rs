@@ -9,6 +9,7 @@ mod m20261129_000002_create_operators;
 mod m20261129_000003_add_job_search;
 mod m20261129_000004_engine_v2;
 mod m20261129_000005_claim_index;
+mod m20261206_000001_recurring;
 
 /// Applies every Nightshift migration in order.
 ///
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000003_add_job_search::Migration),
             Box::new(m20261129_000004_engine_v2::Migration),
             Box::new(m20261129_000005_claim_index::Migration),
+            Box::new(m20261206_000001_recurring::Migration),
         ]
     }
 

@@ -66,6 +66,8 @@ impl From<Error> for WebError {
     fn from(e: Error) -> Self {
         match e {
             Error::NotFound(_) => WebError::not_found(e.to_string()),
+            Error::ScheduleNotFound(_) => WebError::not_found(e.to_string()),
+            Error::ScheduleConflict(_) => WebError::new(StatusCode::CONFLICT, e.to_string()),
             Error::InvalidState { .. } => WebError::new(StatusCode::CONFLICT, e.to_string()),
             Error::InvalidArgs { field, message } => match field {
                 Some(f) => WebError::invalid(BTreeMap::from([(f, message)])),

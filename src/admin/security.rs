@@ -415,6 +415,8 @@ pub async fn audit_actions(State(st): State<AdminState>, req: Request, next: Nex
     match action {
         "create_job" => target = created.map(|id| format!("job:{id}")),
         "rerun_job" => detail = created.map(|id| format!("new job:{id}")),
+        "create_recurring" => target = created.map(|id| format!("recurring:{id}")),
+        "run_recurring" => detail = created.map(|id| format!("new job:{id}")),
         _ => {}
     }
     let status = res.status();
@@ -466,6 +468,22 @@ fn describe(method: &Method, path: &str) -> (&'static str, Option<String>) {
         ("POST", ["workers", id, "rerun"]) => ("rerun_job", Some(format!("job:{id}"))),
         ("PUT" | "POST", ["workers", id]) => ("update_job", Some(format!("job:{id}"))),
         ("DELETE", ["workers", id]) => ("delete_job", Some(format!("job:{id}"))),
+        ("POST", ["recurring"]) => ("create_recurring", None),
+        ("PUT" | "POST", ["recurring", id]) => {
+            ("update_recurring", Some(format!("recurring:{id}")))
+        }
+        ("DELETE", ["recurring", id]) => ("delete_recurring", Some(format!("recurring:{id}"))),
+        ("POST", ["recurring", id, verb]) => (
+            match *verb {
+                "pause" => "pause_recurring",
+                "resume" => "resume_recurring",
+                "skip" => "skip_recurring",
+                "run" => "run_recurring",
+                "delete" => "delete_recurring",
+                _ => "request",
+            },
+            Some(format!("recurring:{id}")),
+        ),
         ("POST", ["login"]) => ("login", None),
         ("POST", ["logout"]) => ("logout", None),
         ("POST", ["setup"]) => ("setup", None),

@@ -10,6 +10,7 @@
 //!   rescues jobs whose worker died;
 //! - [`listener`] wakes the scheduler when another process inserts a job, and stops a job
 //!   aborted on another node at once (PostgreSQL `LISTEN`, SQLite `data_version`);
+//! - [`recurring`] fires the ticks of recurring schedules, once each across all nodes;
 //! - the [`lease`] watchdog stops this node's jobs if its heartbeat could not be renewed in
 //!   time, before any other node may take them over.
 pub(crate) mod completer;
@@ -17,6 +18,7 @@ pub(crate) mod executor;
 pub(crate) mod lease;
 pub(crate) mod listener;
 pub(crate) mod maintenance;
+pub(crate) mod recurring;
 pub(crate) mod registry;
 pub(crate) mod scheduler;
 
@@ -106,6 +108,8 @@ pub(crate) struct Shared {
     /// Cancelled when the worker starts shutting down: stop claiming.
     pub stopping: CancellationToken,
     pub tasks: Mutex<Tasks>,
+    /// Recurring schedules defined in code, and the task that fires their ticks.
+    pub recurring: crate::recurring::State,
 }
 
 /// The runtime's tasks, once started.

@@ -10,6 +10,7 @@ mod jobs;
 mod list;
 mod nodes;
 mod reads;
+mod recurring;
 mod reports;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr};
@@ -21,6 +22,7 @@ pub use connect::{connect, is_unavailable};
 use driver::Driver;
 pub use list::{COUNT_CAP, JobFilter};
 pub use reads::ResultSummary;
+pub(crate) use recurring::{RecurringDef, RecurringInsert};
 pub(crate) use reports::{WriteBatch, WrittenBatch};
 
 /// The newest log lines kept per job; older ones are deleted and counted in `log_dropped`.

@@ -16,6 +16,7 @@ mod library;
 mod nodes;
 mod postgres;
 mod process;
+mod recurring;
 mod regressions;
 mod secrets;
 mod security;

@@ -5,6 +5,7 @@ pub mod events;
 pub mod input;
 pub mod jobs;
 pub mod nodes;
+pub mod recurring;
 pub mod session;
 
 use axum::Router;
@@ -46,6 +47,20 @@ pub fn protected() -> Router<AdminState> {
         .route("/workers/{id}/rerun", post(jobs::rerun_job))
         .route("/workers/{id}/events", get(events::job_events))
         .route("/nodes", get(nodes::nodes))
+        .route("/recurring", get(recurring::list).post(recurring::create))
+        .route("/recurring/new", get(recurring::new_schedule))
+        .route(
+            "/recurring/{id}",
+            get(recurring::show)
+                .put(recurring::update)
+                .post(recurring::post)
+                .delete(recurring::delete),
+        )
+        .route("/recurring/{id}/pause", post(recurring::pause))
+        .route("/recurring/{id}/resume", post(recurring::resume))
+        .route("/recurring/{id}/skip", post(recurring::skip))
+        .route("/recurring/{id}/run", post(recurring::run))
+        .route("/recurring/{id}/delete", post(recurring::delete_form))
         .route(
             "/operators",
             get(access::operators).post(access::add_operator),

@@ -94,6 +94,7 @@ pub fn page(ctx: &PageCtx, title: &str, live: Option<&str>, body: Markup) -> Mar
                         h2 { "Cluster" }
                         ul {
                             li { a href={ (base) "/nodes" } class=[(ctx.tab.as_deref() == Some("nodes")).then_some("active")] { span { "Nodes" } } }
+                            li { a href={ (base) "/recurring" } class=[(ctx.tab.as_deref() == Some("recurring")).then_some("active")] { span { "Recurring" } } }
                         }
                         @if ctx.may(crate::role::Role::Admin) && ctx.sessions {
                             h2 { "Access" }

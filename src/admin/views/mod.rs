@@ -7,4 +7,5 @@ pub mod job;
 pub mod layout;
 pub mod list;
 pub mod nodes;
+pub mod recurring;
 pub mod session;
