@@ -204,7 +204,7 @@ impl Client {
         .await
         .map_err(|e| self.explain(e))?;
         self.shared.wake.notify_one();
-        self.announce(inserted)
+        self.inserted(inserted, true)
     }
 
     /// Creates a job inside the caller's transaction (or on any connection): the job exists only
@@ -235,7 +235,8 @@ impl Client {
             now_ms() + OWN_COMMITS_WAKE_MS,
             std::sync::atomic::Ordering::Relaxed,
         );
-        let mut jobs = self.to_jobs(inserted)?;
+        // Not announced: the caller's transaction may still roll back.
+        let mut jobs = self.inserted(inserted, false)?;
         Ok(jobs.remove(0))
     }
 
@@ -285,6 +286,10 @@ impl Client {
                 if j.schedule_at.is_some() && !kind.schedulable {
                     return Err(Error::NotSchedulable(kind.name));
                 }
+                let unique_key = match j.unique_key {
+                    Some(key) => Some(crate::text::scrub_nul(key)),
+                    None => kind.unique_key(&j.args),
+                };
                 let (args, search) = self.seal_args(&kind, j.args)?;
                 Ok(JobInsert {
                     kind: kind.name.clone(),
@@ -294,6 +299,7 @@ impl Client {
                     max_attempts: kind.max_attempts as i32,
                     schedule_at: j.schedule_at.map(to_ms),
                     created_by: j.created_by.map(crate::text::scrub_nul),
+                    unique_key,
                 })
             })
             .collect()
@@ -329,12 +335,23 @@ impl Client {
             .collect()
     }
 
-    fn announce(&self, models: Vec<crate::entity::job::Model>) -> Result<Vec<Job>> {
-        let jobs = self.to_jobs(models)?;
-        for j in &jobs {
-            self.emit_status(j, None);
-        }
-        Ok(jobs)
+    /// Jobs as an insert returns them (`true`: found already queued under its key); the ones it
+    /// added are announced if `announce`.
+    fn inserted(
+        &self,
+        rows: Vec<(crate::entity::job::Model, bool)>,
+        announce: bool,
+    ) -> Result<Vec<Job>> {
+        rows.into_iter()
+            .map(|(m, existing)| {
+                let mut job = self.to_jobs(vec![m])?.remove(0);
+                job.already_queued = existing;
+                if announce && !existing {
+                    self.emit_status(&job, None);
+                }
+                Ok(job)
+            })
+            .collect()
     }
 
     fn emit_status(&self, job: &Job, from: Option<JobStatus>) {

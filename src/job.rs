@@ -69,6 +69,12 @@ pub struct Job {
     pub node: Option<String>,
     /// Log lines dropped from the start of a very long log.
     pub log_dropped: i64,
+    /// The job's uniqueness key, if any ([`crate::NewJob::unique_key`]).
+    pub unique_key: Option<String>,
+    /// Set on what an insert returns when a job of the kind with the same uniqueness key was
+    /// already waiting or running: this is that job, and nothing was added.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub already_queued: bool,
 }
 
 impl Job {
@@ -107,6 +113,8 @@ impl Job {
             aborted_by: m.aborted_by,
             node: m.locked_by,
             log_dropped: m.log_dropped,
+            unique_key: m.unique_key,
+            already_queued: false,
         })
     }
 

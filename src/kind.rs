@@ -134,6 +134,8 @@ pub struct JobKind {
     pub(crate) secrets: Arc<BTreeSet<String>>,
     /// `None`: declared only (an enqueue-only process); its jobs are not claimed here.
     pub(crate) handler: Option<ErasedHandler>,
+    /// Argument fields whose values make a job's uniqueness key (empty: none).
+    pub(crate) unique_by: Arc<Vec<String>>,
     validator: ErasedValidator,
 }
 
@@ -203,6 +205,7 @@ impl JobKind {
             schema: Arc::new(schema),
             secrets: Arc::new(secrets),
             handler: None,
+            unique_by: Arc::new(Vec::new()),
             validator: Arc::new(|v| parse_args::<A>(v.clone()).map(|_| ())),
         }
     }
@@ -242,6 +245,36 @@ impl JobKind {
     /// The kind of a typed job without a handler (see [`JobKind::declare`]).
     pub fn declared<J: crate::JobArgs>() -> Self {
         J::configure(Self::declare::<J>(J::KIND))
+    }
+
+    /// Jobs of this kind are unique by these argument fields: while one with the same values
+    /// waits or runs, enqueueing another returns it instead of adding a second ("one import per
+    /// customer"). The admin's form says so when it happens.
+    ///
+    /// ```
+    /// # #[derive(serde::Deserialize, schemars::JsonSchema)] struct Import { customer_id: i64 }
+    /// # async fn import(_: Import, _: nightshift::JobContext) -> anyhow::Result<()> { Ok(()) }
+    /// let kind = nightshift::JobKind::new("import", import).unique_by(&["customer_id"]);
+    /// ```
+    pub fn unique_by(mut self, fields: &[&str]) -> Self {
+        self.unique_by = Arc::new(fields.iter().map(|f| (*f).to_owned()).collect());
+        self
+    }
+
+    /// The uniqueness key of a job with `args`, from the fields of [`JobKind::unique_by`].
+    pub(crate) fn unique_key(&self, args: &Value) -> Option<String> {
+        if self.unique_by.is_empty() {
+            return None;
+        }
+        let values: Vec<&Value> = self
+            .unique_by
+            .iter()
+            .map(|f| args.get(f).unwrap_or(&Value::Null))
+            .collect();
+        // Hashed: the fields may hold anything, a secret included, and the key is stored plain.
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(serde_json::to_string(&values).unwrap_or_default());
+        Some(digest.iter().map(|b| format!("{b:02x}")).collect())
     }
 
     /// What the admin shows for this kind (default: its name). Free to change: jobs are stored

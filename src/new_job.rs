@@ -22,6 +22,7 @@ pub struct NewJob {
     pub(crate) args: Value,
     pub(crate) schedule_at: Option<DateTime<Utc>>,
     pub(crate) created_by: Option<String>,
+    pub(crate) unique_key: Option<String>,
 }
 
 impl NewJob {
@@ -54,12 +55,32 @@ impl NewJob {
             args,
             schedule_at: None,
             created_by: None,
+            unique_key: None,
         }
     }
 
     /// Run at `at` rather than now (the kind must be schedulable). A time in the past means now.
     pub fn schedule_at(mut self, at: DateTime<Utc>) -> Self {
         self.schedule_at = Some(at);
+        self
+    }
+
+    /// At most one job of its kind with this key waits or runs at a time: inserting another
+    /// returns the one already there ([`crate::Job::already_queued`]) and adds nothing. Overrides
+    /// the kind's [`crate::JobKind::unique_by`].
+    ///
+    /// ```no_run
+    /// # async fn demo(client: nightshift::Client) -> nightshift::Result<()> {
+    /// use nightshift::NewJob;
+    /// let job = NewJob::new("Import", &serde_json::json!({"customer": 42}))?.unique_key("customer-42");
+    /// let first = client.insert(job.clone()).await?;
+    /// let again = client.insert(job).await?;
+    /// assert_eq!(first.id, again.id);
+    /// assert!(again.already_queued);
+    /// # Ok(()) }
+    /// ```
+    pub fn unique_key(mut self, key: impl Into<String>) -> Self {
+        self.unique_key = Some(key.into());
         self
     }
 

@@ -10,6 +10,7 @@ mod m20261129_000003_add_job_search;
 mod m20261129_000004_engine_v2;
 mod m20261129_000005_claim_index;
 mod m20261206_000001_recurring;
+mod m20261207_000001_unique_jobs;
 
 /// Applies every Nightshift migration in order.
 ///
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000004_engine_v2::Migration),
             Box::new(m20261129_000005_claim_index::Migration),
             Box::new(m20261206_000001_recurring::Migration),
+            Box::new(m20261207_000001_unique_jobs::Migration),
         ]
     }
 

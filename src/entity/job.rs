@@ -62,6 +62,8 @@ pub struct Model {
     /// The arguments with secrets masked: what a text search looks in.
     #[sea_orm(column_type = "Text")]
     pub search: String,
+    /// The job's uniqueness key, if any: no two jobs of a kind that wait or run share one.
+    pub unique_key: Option<String>,
 }
 
 /// Relations to other tables: none declared (joins are written in the queries).

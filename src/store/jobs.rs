@@ -18,54 +18,90 @@ impl Store {
         conn: &C,
         jobs: Vec<JobInsert>,
         now: i64,
-    ) -> Result<Vec<job::Model>> {
-        let mut out = Vec::with_capacity(jobs.len());
-        // SQLite allows 32,766 bound values per statement; a job row binds about 20.
-        for chunk in jobs.chunks(500) {
-            let rows = chunk.iter().map(|j| job::ActiveModel {
-                id: NotSet,
-                kind: Set(j.kind.clone()),
-                queue: Set(j.queue.clone()),
-                status: Set(match j.schedule_at {
-                    Some(at) if at > now => JobStatus::Scheduled,
-                    _ => JobStatus::New,
-                }
-                .as_str()
-                .to_owned()),
-                args: Set(j.args.clone()),
-                progress: Set(0),
-                progress_text: Set(None),
-                attempt: Set(0),
-                max_attempts: Set(j.max_attempts),
-                error: Set(None),
-                // A time in the past means now.
-                run_at: Set(Ord::max(j.schedule_at.unwrap_or(now), now)),
-                schedule_at: Set(j.schedule_at),
-                created_at: Set(now),
-                updated_at: Set(now),
-                started_at: Set(None),
-                finished_at: Set(None),
-                locked_by: Set(None),
-                created_by: Set(j.created_by.clone()),
-                aborted_by: Set(None),
-                log_lines: Set(0),
-                log_dropped: Set(0),
-                error_rows: Set(0),
-                result_rows: Set(0),
-                results_dropped: Set(0),
-                search: Set(j.search.clone()),
-            });
+    ) -> Result<Vec<(job::Model, bool)>> {
+        let mut out: Vec<Option<(job::Model, bool)>> = vec![None; jobs.len()];
+        let mut inserted_any = false;
+        // Jobs without a key go in together; SQLite allows 32,766 bound values per statement
+        // and a job row binds about 20.
+        let plain: Vec<usize> = (0..jobs.len())
+            .filter(|&i| jobs[i].unique_key.is_none())
+            .collect();
+        for chunk in plain.chunks(500) {
+            let rows = chunk.iter().map(|&i| row(&jobs[i], now));
             let mut inserted = job::Entity::insert_many(rows)
                 .exec_with_returning(conn)
                 .await?;
+            // Ids grow in insert order: the i-th smallest is the i-th of the chunk.
             inserted.sort_by_key(|j| j.id);
-            out.extend(inserted);
+            for (&i, m) in chunk.iter().zip(inserted) {
+                out[i] = Some((m, false));
+            }
+            inserted_any = true;
         }
-        if !out.is_empty() {
+        // A job with a key: added, or the job already holding that key (waiting or running).
+        for (i, j) in jobs.iter().enumerate() {
+            let Some(key) = j.unique_key.as_deref() else {
+                continue;
+            };
+            let found = self.insert_unique(conn, j, key, now).await?;
+            inserted_any |= !found.1;
+            out[i] = Some(found);
+        }
+        if inserted_any {
             // One per call, in the same transaction: delivered only if it commits.
             self.notify(conn, NOTIFY_JOBS, "").await?;
         }
-        Ok(out)
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    /// Inserts a job with a uniqueness key unless a job of its kind holding that key waits or
+    /// runs; then that job is returned (`true`). The database decides, also between two
+    /// transactions racing with the same key (the partial unique index
+    /// `nightshift_jobs_unique`).
+    async fn insert_unique<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        job: &JobInsert,
+        key: &str,
+        now: i64,
+    ) -> Result<(job::Model, bool)> {
+        use sea_orm::sea_query::OnConflict;
+        // The holder may finish between our conflict and our look-up: then try again.
+        for _ in 0..5 {
+            let insert = job::Entity::insert(row(job, now))
+                .on_conflict(
+                    OnConflict::columns([job::Column::Kind, job::Column::UniqueKey])
+                        // Literal, as the index spells it: SQLite matches a conflict target to
+                        // a partial index only when it can prove the predicates the same.
+                        .target_and_where(Expr::cust(
+                            "unique_key IS NOT NULL \
+                             AND status IN ('new', 'scheduled', 'running', 'aborting')",
+                        ))
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec_with_returning(conn)
+                .await;
+            match insert {
+                Ok(m) => return Ok((m, false)),
+                // Nothing inserted (sea-orm says so in one of two ways).
+                Err(sea_orm::DbErr::RecordNotInserted | sea_orm::DbErr::RecordNotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let holder = job::Entity::find()
+                .filter(job::Column::Kind.eq(job.kind.as_str()))
+                .filter(job::Column::UniqueKey.eq(key))
+                .filter(job::Column::Status.is_in(HOLDS_KEY))
+                .one(conn)
+                .await?;
+            if let Some(m) = holder {
+                return Ok((m, true));
+            }
+        }
+        Err(Error::Corrupt(format!(
+            "job key {key:?} of {:?} was neither free nor held",
+            job.kind
+        )))
     }
 
     /// PostgreSQL: sends one notification on `channel` through `conn`, so that it is delivered
@@ -260,5 +296,46 @@ impl Store {
             return Err(Error::InvalidState { id, status, action });
         }
         Ok(job)
+    }
+}
+
+/// The states in which a job holds its uniqueness key (spelled as in the unique index).
+const HOLDS_KEY: [&str; 4] = ["new", "scheduled", "running", "aborting"];
+
+/// The row of a new job.
+fn row(j: &JobInsert, now: i64) -> job::ActiveModel {
+    job::ActiveModel {
+        id: NotSet,
+        kind: Set(j.kind.clone()),
+        queue: Set(j.queue.clone()),
+        status: Set(match j.schedule_at {
+            Some(at) if at > now => JobStatus::Scheduled,
+            _ => JobStatus::New,
+        }
+        .as_str()
+        .to_owned()),
+        args: Set(j.args.clone()),
+        progress: Set(0),
+        progress_text: Set(None),
+        attempt: Set(0),
+        max_attempts: Set(j.max_attempts),
+        error: Set(None),
+        // A time in the past means now.
+        run_at: Set(Ord::max(j.schedule_at.unwrap_or(now), now)),
+        schedule_at: Set(j.schedule_at),
+        created_at: Set(now),
+        updated_at: Set(now),
+        started_at: Set(None),
+        finished_at: Set(None),
+        locked_by: Set(None),
+        created_by: Set(j.created_by.clone()),
+        aborted_by: Set(None),
+        log_lines: Set(0),
+        log_dropped: Set(0),
+        error_rows: Set(0),
+        result_rows: Set(0),
+        results_dropped: Set(0),
+        search: Set(j.search.clone()),
+        unique_key: Set(j.unique_key.clone()),
     }
 }

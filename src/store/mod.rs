@@ -46,6 +46,8 @@ pub(crate) struct JobInsert {
     pub max_attempts: i32,
     pub schedule_at: Option<i64>,
     pub created_by: Option<String>,
+    /// At most one job of the kind with this key waits or runs.
+    pub unique_key: Option<String>,
 }
 
 /// How an attempt ended, as the completer writes it.

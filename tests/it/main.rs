@@ -21,4 +21,5 @@ mod regressions;
 mod secrets;
 mod security;
 mod streams;
+mod unique;
 mod wakeup;
