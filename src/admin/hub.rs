@@ -48,8 +48,11 @@ pub enum ListChange {
         row: Arc<Frame>,
         from: Option<Option<JobStatus>>,
     },
-    Counts(Vec<Arc<Frame>>),
+    Counts(CountFrames),
 }
+
+/// One `count-{tab}` frame per tab.
+pub type CountFrames = Vec<Arc<Frame>>;
 
 /// Per-tab counts, capped at [`crate::store::COUNT_CAP`] + 1.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
@@ -80,6 +83,8 @@ pub struct Hub {
     started: OnceLock<()>,
     jobs: Mutex<HashMap<i64, broadcast::Sender<Arc<Frame>>>>,
     list: broadcast::Sender<ListChange>,
+    /// The count frames alone, for pages that are not lists (the sidebar of a job page).
+    counts_only: broadcast::Sender<CountFrames>,
     counts: tokio::sync::Mutex<Option<(Instant, Counts)>>,
     /// The counts last pushed to list pages.
     last_counts: Mutex<Option<Counts>>,
@@ -119,12 +124,14 @@ const COUNTS_TTL: Duration = Duration::from_millis(1000);
 impl Hub {
     pub fn new(worker: Client) -> Arc<Hub> {
         let (list, _) = broadcast::channel(1024);
+        let (counts_only, _) = broadcast::channel(64);
         Arc::new(Hub {
             worker,
             base: OnceLock::new(),
             started: OnceLock::new(),
             jobs: Mutex::default(),
             list,
+            counts_only,
             counts: tokio::sync::Mutex::new(None),
             last_counts: Mutex::new(None),
             seen: Mutex::default(),
@@ -161,14 +168,38 @@ impl Hub {
         self.list.subscribe()
     }
 
+    /// The tab counts, from now on (sent when they change).
+    pub fn watch_counts(self: &Arc<Self>, base: &str) -> broadcast::Receiver<CountFrames> {
+        self.ensure_started(base);
+        self.counts_only.subscribe()
+    }
+
+    /// Whether any page follows the counts.
+    fn counts_watched(&self) -> bool {
+        self.list.receiver_count() > 0 || self.counts_only.receiver_count() > 0
+    }
+
     /// Current counts (cached for about a second, shared by every viewer).
     pub async fn counts(&self) -> crate::Result<Counts> {
+        self.read_counts(None).await
+    }
+
+    /// Counts read no earlier than `since`: taken after reading the jobs a page shows, they
+    /// agree with them (a job just created is counted). Still shared: counts whose reading
+    /// began after `since` serve every request that asks for them.
+    pub async fn counts_since(&self, since: Instant) -> crate::Result<Counts> {
+        self.read_counts(Some(since)).await
+    }
+
+    async fn read_counts(&self, since: Option<Instant>) -> crate::Result<Counts> {
         let mut cached = self.counts.lock().await;
-        if let Some((at, counts)) = *cached
-            && at.elapsed() < COUNTS_TTL
+        if let Some((began, counts)) = *cached
+            && began.elapsed() < COUNTS_TTL
+            && since.is_none_or(|since| began >= since)
         {
             return Ok(counts);
         }
+        let began = Instant::now();
         let store = self.worker.store();
         let of = |statuses: &[JobStatus]| JobFilter {
             statuses: statuses.to_vec(),
@@ -181,8 +212,20 @@ impl Hub {
             done: store.count_capped(&of(&[JobStatus::Done])).await?,
             errors: store.count_capped(&of(&[JobStatus::Exception])).await?,
         };
-        *cached = Some((Instant::now(), counts));
+        *cached = Some((began, counts));
         Ok(counts)
+    }
+
+    /// The count frames of the counts as they are (cached), for a stream that starts: the page
+    /// it serves may show older ones. The pulse pushes any later change.
+    pub async fn count_frames(&self) -> CountFrames {
+        match self.counts().await {
+            Ok(counts) => count_frames(counts),
+            Err(e) => {
+                tracing::warn!("could not count the jobs: {e}");
+                Vec::new()
+            }
+        }
     }
 
     fn job_sender(&self, id: i64) -> Option<broadcast::Sender<Arc<Frame>>> {
@@ -270,7 +313,7 @@ impl Hub {
             }
             self.remember(id, Seen { last_log, ..now });
         }
-        if self.list.receiver_count() > 0
+        if self.counts_watched()
             && let Ok(counts) = self.counts().await
         {
             let last = *self.last_counts.lock().unwrap_or_else(|e| e.into_inner());
@@ -365,20 +408,14 @@ impl Hub {
     }
 
     async fn publish_counts(&self) {
-        if self.list.receiver_count() == 0 {
+        if !self.counts_watched() {
             return;
         }
         *self.counts.lock().await = None;
         if let Ok(counts) = self.counts().await {
             *self.last_counts.lock().unwrap_or_else(|e| e.into_inner()) = Some(counts);
-            let frames = counts
-                .tabs()
-                .into_iter()
-                .map(|(tab, n)| {
-                    let html = views::components::count(n).into_string();
-                    Arc::new(Frame::new(format!("count-{tab}"), None, html, &n))
-                })
-                .collect();
+            let frames = count_frames(counts);
+            let _ = self.counts_only.send(frames.clone());
             let _ = self.list.send(ListChange::Counts(frames));
         }
     }
@@ -400,6 +437,31 @@ impl Hub {
     }
 }
 
+/// One `count-{tab}` frame per tab.
+fn count_frames(counts: Counts) -> CountFrames {
+    counts
+        .tabs()
+        .into_iter()
+        .map(|(tab, n)| {
+            let html = views::components::count(n).into_string();
+            Arc::new(Frame::new(format!("count-{tab}"), None, html, &n))
+        })
+        .collect()
+}
+
+/// A job as the admin's JSON shows it: its fields, and `retry` (whether it is waiting for a
+/// retry after a failed attempt rather than for a time someone chose).
+pub fn job_json(job: &Job) -> serde_json::Value {
+    let mut v = serde_json::to_value(job).unwrap_or(serde_json::Value::Null);
+    if let serde_json::Value::Object(map) = &mut v {
+        map.insert(
+            "retry".into(),
+            serde_json::Value::Bool(views::job::is_retry(job)),
+        );
+    }
+    v
+}
+
 /// The frames that show a job's state: its progress, and on a state change its status panel
 /// (and `end` once it is finished).
 pub fn job_frames(base: &str, job: &Job, status_changed: bool) -> Vec<Frame> {
@@ -414,10 +476,11 @@ pub fn job_frames(base: &str, job: &Job, status_changed: bool) -> Vec<Frame> {
             "status",
             None,
             views::job::status_panel(base, job, None).into_string(),
-            job,
+            &job_json(job),
         ));
         if job.status.is_finished() {
-            frames.push(Frame::new("end", None, String::new(), job));
+            // Data that is not empty: a browser's EventSource drops an event without any.
+            frames.push(Frame::new("end", None, job.status.as_str().to_owned(), job));
         }
     }
     frames

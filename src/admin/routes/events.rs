@@ -2,8 +2,10 @@
 //!
 //! Data is an HTML fragment for htmx's SSE extension, or JSON with `?format=json`. A job stream
 //! starts with what the viewer missed (log lines after `Last-Event-ID` or `?after=`, read a page
-//! at a time), then goes live from the shared per-job channel. Every stream closes when the
-//! worker starts shutting down ([`crate::Client::stopping`]), so a server can drain.
+//! at a time), then goes live from the shared per-job channel. The job page asks for the tab
+//! counts on the same stream (`?counts=1`: one connection a page), which then stays open after
+//! the job's end for them. Every stream closes when the worker starts shutting down
+//! ([`crate::Client::stopping`]), so a server can drain.
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -18,7 +20,8 @@ use super::input::{self, ListQuery, Query};
 use crate::admin::AdminState;
 use crate::admin::error::WebError;
 use crate::admin::extract::Base;
-use crate::admin::hub::{self, Frame, ListChange};
+use crate::admin::hub::{self, CountFrames, Frame, ListChange};
+use crate::admin::views;
 use crate::store::JobFilter;
 
 type BoxedEvents = std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>>;
@@ -28,6 +31,8 @@ type EventStream = Sse<axum::response::sse::KeepAliveStream<BoxedEvents>>;
 pub struct JobEventsQuery {
     after: Option<String>,
     format: Option<String>,
+    /// `1`: the tab counts too, and the stream stays open for them after the job's end.
+    counts: Option<String>,
 }
 
 fn event(frame: &Frame, json: bool) -> Event {
@@ -56,8 +61,20 @@ pub async fn job_events(
         Some(raw) => Some(input::cursor("after", raw)?),
         None => None,
     };
+    let with_counts = match q.counts.as_deref().filter(|s| !s.is_empty()) {
+        None | Some("0") => false,
+        Some("1") => true,
+        Some(other) => {
+            return Err(WebError::field(
+                axum::http::StatusCode::BAD_REQUEST,
+                "counts",
+                format!("{} is not 0 or 1", crate::text::quote(other)),
+            ));
+        }
+    };
     // Subscribe before reading, so nothing falls between the catch-up and the live stream.
     let rx = st.hub.watch_job(&base, id);
+    let counts = with_counts.then(|| st.hub.watch_counts(&base));
     let job = st.worker.job(id).await?;
     let after = headers
         .get("last-event-id")
@@ -78,6 +95,7 @@ pub async fn job_events(
         base,
         job,
         rx,
+        counts,
         last: after,
         json,
         phase: Phase::CatchUp(Some(first)),
@@ -91,12 +109,13 @@ pub async fn job_events(
 }
 
 /// Where a job stream is: replaying missed log lines a page at a time, showing the job's state,
-/// following the live channel, or finished.
+/// following the live channel, following the counts only (the job ended), or finished.
 enum Phase {
     /// The next page of missed lines, when already read.
     CatchUp(Option<Vec<crate::entity::job_log::Model>>),
     State,
     Live,
+    CountsOnly,
     Done,
 }
 
@@ -105,6 +124,8 @@ struct JobStream {
     base: String,
     job: crate::job::Job,
     rx: broadcast::Receiver<Arc<Frame>>,
+    /// The tab counts, when they ride along.
+    counts: Option<broadcast::Receiver<CountFrames>>,
     /// The newest log line sent.
     last: i64,
     json: bool,
@@ -148,19 +169,34 @@ impl JobStream {
             }
             Phase::State => {
                 self.st.hub.caught_up(&self.job, self.last);
-                let events = hub::job_frames(&self.base, &self.job, true)
+                let mut events: Vec<Event> = hub::job_frames(&self.base, &self.job, true)
                     .iter()
                     .map(|f| event(f, self.json))
                     .collect();
-                self.phase = if self.job.status.is_finished() {
-                    Phase::Done
-                } else {
-                    Phase::Live
-                };
+                if self.counts.is_some() {
+                    // The page's counts may be older (they are cached).
+                    let frames = self.st.hub.count_frames().await;
+                    events.extend(frames.iter().map(|f| event(f, self.json)));
+                }
+                self.phase = self.after_end(self.job.status.is_finished());
                 Some((events, self))
             }
             Phase::Live => loop {
-                match self.rx.recv().await {
+                let frame = match self.counts.as_mut() {
+                    None => self.rx.recv().await,
+                    Some(counts) => tokio::select! {
+                        frame = self.rx.recv() => frame,
+                        frames = counts.recv() => match frames {
+                            Ok(frames) => {
+                                let events = frames.iter().map(|f| event(f, self.json)).collect();
+                                self.phase = Phase::Live;
+                                return Some((events, self));
+                            }
+                            Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return None,
+                        },
+                    },
+                };
+                match frame {
                     Ok(frame) => {
                         if frame.event == "log" {
                             match frame.id {
@@ -169,18 +205,33 @@ impl JobStream {
                                 None => {}
                             }
                         }
-                        self.phase = if frame.event == "end" {
-                            Phase::Done
-                        } else {
-                            Phase::Live
-                        };
+                        self.phase = self.after_end(frame.event == "end");
                         return Some((vec![event(&frame, self.json)], self));
                     }
                     // Too slow: end the stream; the browser reconnects with Last-Event-ID.
                     Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return None,
                 }
             },
+            Phase::CountsOnly => match self.counts.as_mut()?.recv().await {
+                Ok(frames) => {
+                    let events = frames.iter().map(|f| event(f, self.json)).collect();
+                    self.phase = Phase::CountsOnly;
+                    Some((events, self))
+                }
+                Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => None,
+            },
             Phase::Done => None,
+        }
+    }
+}
+
+impl JobStream {
+    /// What follows a frame: more of the job, or, once it `ended`, the counts or nothing.
+    fn after_end(&self, ended: bool) -> Phase {
+        match (ended, self.counts.is_some()) {
+            (false, _) => Phase::Live,
+            (true, true) => Phase::CountsOnly,
+            (true, false) => Phase::Done,
         }
     }
 }
@@ -191,10 +242,36 @@ pub async fn list_events(
     Query(q): Query<ListQuery>,
 ) -> Result<EventStream, WebError> {
     let spec = q.check(&st.worker)?;
+    let counts_only = q.counts_only()?;
     let prepend = q.first.as_deref() != Some("0");
+    let stopping = st.worker.stopping();
+    if counts_only {
+        let rx = st.hub.watch_counts(&base);
+        let first = st.hub.count_frames().await;
+        let live = stream::unfold(rx, |mut rx: broadcast::Receiver<CountFrames>| async move {
+            match rx.recv().await {
+                Ok(frames) => Some((frames, rx)),
+                Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => None,
+            }
+        });
+        let stream = stream::iter([first])
+            .chain(live)
+            .flat_map(|frames| stream::iter(frames.into_iter().map(|f| Ok(event(&f, false)))))
+            .take_until(stopping);
+        return Ok(Sse::new(stream.boxed()).keep_alive(KeepAlive::default()));
+    }
     let rx = st.hub.watch_list(&base);
+    // The page may show counts older than these (they are cached): start with them; the hub
+    // pushes every later change.
+    let first: Vec<Event> = st
+        .hub
+        .count_frames()
+        .await
+        .iter()
+        .map(|f| event(f, false))
+        .collect();
     let filter = Arc::new(spec.filter);
-    let stream = stream::unfold(rx, move |mut rx: broadcast::Receiver<ListChange>| {
+    let live = stream::unfold(rx, move |mut rx: broadcast::Receiver<ListChange>| {
         let filter = filter.clone();
         async move {
             match rx.recv().await {
@@ -207,14 +284,17 @@ pub async fn list_events(
             }
         }
     })
-    .flatten()
-    // A node that is shutting down closes its streams; browsers reconnect.
-    .take_until(st.worker.stopping());
+    .flatten();
+    let stream = stream::iter(first.into_iter().map(Ok))
+        .chain(live)
+        // A node that is shutting down closes its streams; browsers reconnect.
+        .take_until(stopping);
     Ok(Sse::new(stream.boxed()).keep_alive(KeepAlive::default()))
 }
 
 /// What one list change means for a page showing `filter`: a row that replaces itself, a new row
-/// on top (the job just entered this tab), or new counts.
+/// on top (the job just entered this tab), a row that goes (its job left this tab: a running
+/// job that finished, a scheduled one that started), or new counts.
 fn list_change_events(change: &ListChange, filter: &JobFilter, prepend: bool) -> Vec<Event> {
     match change {
         ListChange::Counts(frames) => frames.iter().map(|f| event(f, false)).collect(),
@@ -225,6 +305,11 @@ fn list_change_events(change: &ListChange, filter: &JobFilter, prepend: bool) ->
                     .text
                     .as_deref()
                     .is_none_or(|t| job.args.to_string().contains(t));
+            if !matches {
+                // Its row, if the page shows one, removes itself.
+                let gone = views::list::row_gone(job.id).into_string();
+                return vec![Event::default().event(&row.event).data(gone)];
+            }
             let entered = match from {
                 // Just created.
                 Some(None) => true,
@@ -234,7 +319,7 @@ fn list_change_events(change: &ListChange, filter: &JobFilter, prepend: bool) ->
                 // Progress, not a state change.
                 None => false,
             };
-            if matches && entered && prepend {
+            if entered && prepend {
                 vec![Event::default().event("new-row").data(&row.html)]
             } else {
                 vec![event(row, false)]

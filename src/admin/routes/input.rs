@@ -184,6 +184,24 @@ pub struct ListQuery {
     pub after: Option<String>,
     /// `0` on the event stream of an older page: do not prepend new jobs there.
     pub first: Option<String>,
+    /// `counts` on an event stream: only the tab counts (the sidebar of pages that are not lists).
+    pub only: Option<String>,
+}
+
+impl ListQuery {
+    /// Whether an event stream should carry the counts only (`only=counts`); anything else
+    /// there is a 400.
+    pub fn counts_only(&self) -> Result<bool, WebError> {
+        match self.only.as_deref().filter(|s| !s.is_empty()) {
+            None => Ok(false),
+            Some("counts") => Ok(true),
+            Some(other) => Err(WebError::field(
+                StatusCode::BAD_REQUEST,
+                "only",
+                format!("{} is not counts", quote(other)),
+            )),
+        }
+    }
 }
 
 /// A list query, checked.
@@ -206,6 +224,7 @@ impl ListQuery {
             ("q", &self.q),
             ("after", &self.after),
             ("first", &self.first),
+            ("only", &self.only),
         ] {
             query_text(name, value.as_deref())?;
         }

@@ -16,6 +16,7 @@ use crate::admin::AdminState;
 use crate::admin::error::WebError;
 use crate::admin::extract::{Base, Chrome, Operator, WantsJson, wants_json};
 use crate::admin::flash;
+use crate::admin::hub;
 use crate::admin::schema_form;
 use crate::admin::views;
 use crate::admin::views::form::FormState;
@@ -24,6 +25,7 @@ use crate::admin::views::list::ListView;
 use crate::error::Error;
 use crate::job::Job;
 use crate::kind::JobKind;
+use crate::store::JobFilter;
 use crate::text::quote;
 
 type Result<T, E = WebError> = std::result::Result<T, E>;
@@ -51,6 +53,8 @@ pub async fn list_jobs(
         .store()
         .list_jobs(&spec.filter, spec.after, PAGE_SIZE + 1)
         .await?;
+    // The counts are read after the jobs, so they count at least the jobs shown.
+    let counts = st.hub.counts_since(tokio::time::Instant::now()).await?;
     let more = models.len() as u64 > PAGE_SIZE;
     let jobs: Vec<Job> = models
         .into_iter()
@@ -66,12 +70,19 @@ pub async fn list_jobs(
         None
     };
     if json {
-        let counts = st.hub.counts().await?;
+        let jobs: Vec<Value> = jobs.iter().map(hub::job_json).collect();
         return Ok(
             axum::Json(serde_json::json!({"jobs": jobs, "next": next, "counts": counts}))
                 .into_response(),
         );
     }
+    let (newer, skipped) = match spec.after {
+        Some(after) => {
+            let (newer, skipped) = newer_page(&st, &spec.filter, after).await?;
+            (Some(newer), skipped)
+        }
+        None => (None, 0),
+    };
     let kinds = st.worker.kinds();
     let mut groups: Vec<String> = kinds.iter().map(|k| k.group_name().to_owned()).collect();
     groups.dedup();
@@ -79,6 +90,9 @@ pub async fn list_jobs(
         tab: spec.tab.clone(),
         jobs,
         next,
+        after: spec.after,
+        newer,
+        skipped,
         kind: spec.kind.clone(),
         group: spec.group.clone(),
         q: spec.q.clone(),
@@ -87,10 +101,87 @@ pub async fn list_jobs(
             .map(|k| (k.name().to_owned(), k.display_label().to_owned()))
             .collect(),
         groups,
-        query: spec.query() + if spec.after.is_some() { "&first=0" } else { "" },
+        query: spec.query(),
     };
-    let ctx = st.page_ctx(&chrome, Some(&spec.tab)).await;
+    let mut ctx = st.page_ctx(&chrome, Some(&spec.tab)).await;
+    ctx.counts = counts;
     Ok(views::list::list_page(&ctx, &view).into_response())
+}
+
+/// For the page after cursor `after` (jobs with a smaller id): the cursor of the page before it
+/// (`None`: the first page), and how many jobs of the list come before it (up to the cap). The
+/// same keyset as the pages themselves: ids from `after` up, never an offset.
+async fn newer_page(st: &AdminState, filter: &JobFilter, after: i64) -> Result<(Option<i64>, u64)> {
+    use sea_orm::sea_query::{Expr, Query as Select};
+    use sea_orm::{
+        ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    };
+
+    use crate::entity::job as entity;
+
+    let store = st.worker.store();
+    let db = store.reader();
+    let newer = list_condition(filter).add(entity::Column::Id.gte(after));
+    // Newest first, the page before this one starts below the (PAGE_SIZE + 1)th newer job.
+    let ids: Vec<i64> = entity::Entity::find()
+        .select_only()
+        .column(entity::Column::Id)
+        .filter(newer.clone())
+        .order_by_asc(entity::Column::Id)
+        .limit(PAGE_SIZE + 1)
+        .into_tuple()
+        .all(db)
+        .await
+        .map_err(Error::from)?;
+    let cursor = ids.get(PAGE_SIZE as usize).copied();
+    let capped = Select::select()
+        .expr(Expr::val(1))
+        .from(entity::Entity)
+        .cond_where(newer)
+        .limit(crate::store::COUNT_CAP + 1)
+        .to_owned();
+    let count = Select::select()
+        .expr(Expr::cust("COUNT(*)"))
+        .from_subquery(capped, "capped")
+        .to_owned();
+    let skipped = db
+        .query_one(&count)
+        .await
+        .map_err(Error::from)?
+        .map(|r| r.try_get_by_index::<i64>(0))
+        .transpose()
+        .map_err(Error::from)?
+        .unwrap_or(0)
+        .max(0) as u64;
+    Ok((cursor, skipped))
+}
+
+/// The condition of [`JobFilter`], as `Store::list_jobs` applies it (kept in step with
+/// `store::list::condition`, which the store does not export).
+fn list_condition(filter: &JobFilter) -> sea_orm::Condition {
+    use sea_orm::ColumnTrait;
+    use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
+
+    use crate::entity::job as entity;
+
+    let mut cond = sea_orm::Condition::all();
+    if !filter.statuses.is_empty() {
+        cond = cond.add(entity::Column::Status.is_in(filter.statuses.iter().map(|s| s.as_str())));
+    }
+    if !filter.kinds.is_empty() {
+        cond = cond.add(entity::Column::Kind.is_in(filter.kinds.iter().cloned()));
+    }
+    if let Some(text) = filter.text.as_deref().filter(|t| !t.is_empty()) {
+        let escaped = text
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        cond = cond.add(
+            Expr::col(entity::Column::Search)
+                .like(LikeExpr::new(format!("%{escaped}%")).escape('\\')),
+        );
+    }
+    cond
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,7 +318,10 @@ pub async fn show_job(
     if json {
         return Ok(axum::Json(job_json(&view)).into_response());
     }
-    let ctx = st.page_ctx(&chrome, None).await;
+    // Counts read after the job: the sidebar counts the job this page shows.
+    let counts = st.hub.counts_since(tokio::time::Instant::now()).await?;
+    let mut ctx = st.page_ctx(&chrome, None).await;
+    ctx.counts = counts;
     Ok(views::job::job_page(&ctx, &view).into_response())
 }
 
@@ -241,7 +335,10 @@ async fn job_view(
     let kind = st.worker.kind(&job.job);
     let form = match (form, &kind) {
         (Some(f), _) => Some(f),
-        (None, Some(_)) if job.status.is_waiting() => Some(prefill(&job)),
+        // A retry is run now or cancelled, not edited.
+        (None, Some(_)) if job.status.is_waiting() && !views::job::is_retry(&job) => {
+            Some(prefill(&job))
+        }
         _ => None,
     };
     Ok(JobView {
@@ -272,7 +369,7 @@ async fn job_view(
 }
 
 fn job_json(view: &JobView) -> Value {
-    let mut v = serde_json::to_value(&view.job).unwrap_or(Value::Null);
+    let mut v = hub::job_json(&view.job);
     if let Value::Object(map) = &mut v {
         let log: Vec<Value> = view
             .log
@@ -383,6 +480,9 @@ async fn update_from_form(
 ) -> Result<Response> {
     let base = &chrome.base;
     let id = current.id;
+    if form.contains_key(views::job::RETRY_NOW_FIELD) {
+        return retry_now(&st, base, htmx, json, id).await;
+    }
     let kind = st
         .worker
         .kind(&current.job)
@@ -411,6 +511,25 @@ async fn update_from_form(
         Err(FormError::Fields(errors)) => Err(WebError::invalid(errors)),
         Err(FormError::Other(e)) => Err(e),
     }
+}
+
+/// "Retry now": a waiting job (a retry waiting out its backoff) runs as soon as a worker is
+/// free, with its arguments as stored: the update with no time. Its attempts so far count.
+async fn retry_now(
+    st: &AdminState,
+    base: &str,
+    htmx: bool,
+    json: bool,
+    id: i64,
+) -> Result<Response> {
+    let args: Value = serde_json::from_str(&st.worker.store().job(id).await?.args)
+        .map_err(|e| Error::Corrupt(e.to_string()))?;
+    let job = st.worker.update(id, args, None).await?;
+    if json {
+        return Ok(axum::Json(hub::job_json(&job)).into_response());
+    }
+    let msg = format!("Job #{id} will run again now.");
+    Ok(flash::redirect(htmx, &format!("{base}/workers/{id}"), &msg))
 }
 
 pub async fn abort_job(

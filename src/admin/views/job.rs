@@ -1,6 +1,6 @@
 //! The job detail page: status, progress, live log console, results, arguments, attempts and the
 //! actions its state allows.
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 
 use super::components::{duration, progress_bar, status_badge, time};
@@ -37,17 +37,23 @@ pub fn job_page(ctx: &PageCtx, view: &JobView) -> Markup {
     let base = &ctx.base;
     let job = &view.job;
     let after = view.log.last().map(|l| l.id).unwrap_or(0);
-    let live = !job.status.is_finished();
+    // One stream a page (browsers allow few connections to a host): the job's, carrying the
+    // sidebar's counts too, or for a finished job the counts alone.
+    let live = if job.status.is_finished() {
+        format!("{base}/workers/events?only=counts")
+    } else {
+        format!("{base}/workers/{}/events?after={after}&counts=1", job.id)
+    };
     page(
         ctx,
         &format!("#{} {}", job.id, job.label),
-        None,
+        Some(&live),
         html! {
             div class="page-head" {
                 h1 { "#" (job.id) " " (job.label) }
                 @if !job.group.is_empty() { span class="muted" { (job.group) } }
             }
-            div class="detail" sse-connect=[live.then(|| format!("{base}/workers/{}/events?after={after}", job.id))] sse-close="end" {
+            div class="detail" {
                 (status_panel(base, job, Some(ctx)))
                 (progress(job))
                 section class="card" {
@@ -74,7 +80,7 @@ pub fn job_page(ctx: &PageCtx, view: &JobView) -> Markup {
                 }
             }
             @if let (Some(kind), Some(form)) = (&view.kind, &view.form) {
-                @if job.status.is_waiting() && ctx.may(crate::role::Role::Operator) {
+                @if job.status.is_waiting() && !is_retry(job) && ctx.may(crate::role::Role::Operator) {
                     section class="card" id="update" {
                         h2 { "Update scheduled Job" }
                         (kind_form(kind, form, &format!("{base}/workers/{}", job.id), true, ctx.csrf.as_deref()))
@@ -140,6 +146,44 @@ fn results_summary(base: &str, view: &JobView) -> Markup {
     }
 }
 
+/// Whether `job` is waiting for a retry after a failed attempt (not for a time an operator
+/// chose): waiting, with an attempt made and its error kept.
+pub fn is_retry(job: &Job) -> bool {
+    job.status.is_waiting() && job.attempt >= 1 && job.error.is_some()
+}
+
+/// "retry 3 of 4 in 12 s": the attempt to come, and when (relative to `now`).
+pub fn retry_summary(job: &Job, now: DateTime<Utc>) -> String {
+    let next = job.attempt + 1;
+    let of = job.max_attempts.max(next);
+    format!("retry {next} of {of} {}", relative(job.run_at - now))
+}
+
+/// How far ahead a time is, as a person says it: `in 12 s`, `in 4 min`, `in 2 h 05 min`, `now`.
+pub fn relative(d: chrono::Duration) -> String {
+    let s = d.num_seconds();
+    if d.num_milliseconds() <= 0 {
+        "now".into()
+    } else if s < 60 {
+        format!("in {} s", s.max(1))
+    } else if s < 3600 {
+        format!("in {} min", s / 60)
+    } else if s < 86_400 {
+        format!("in {} h {:02} min", s / 3600, (s / 60) % 60)
+    } else {
+        format!("in {} d {} h", s / 86_400, (s / 3600) % 24)
+    }
+}
+
+/// The badge of a job: its state, or `retry` for a job waiting for its retry.
+pub fn job_badge(job: &Job) -> Markup {
+    if is_retry(job) {
+        html! { span class="badge badge-scheduled badge-retry" title=(job.status.as_str()) { "retry" } }
+    } else {
+        status_badge(job.status)
+    }
+}
+
 /// Status, error, times and the actions the state allows. Replaced live on every state change.
 /// `ctx` is the page's (buttons follow the viewer's role, forms carry the CSRF token); frames
 /// pushed to every viewer have none, and the page script fills the token in.
@@ -147,20 +191,30 @@ pub fn status_panel(base: &str, job: &Job, ctx: Option<&PageCtx>) -> Markup {
     let csrf = ctx.and_then(|c| c.csrf.as_deref());
     let may_act = ctx.is_none_or(|c| c.may(crate::role::Role::Operator));
     let url = format!("{base}/workers/{}", job.id);
+    let retry = is_retry(job);
     html! {
         section class="card status-panel" id="job-status" sse-swap="status" hx-swap="outerHTML" {
             div class="status-line" {
-                (status_badge(job.status))
-                span class="muted" { "attempt " span class="num" { (job.attempt) " of " (job.max_attempts) } }
+                (job_badge(job))
+                @if retry {
+                    span class="muted retry-summary" { (retry_summary(job, Utc::now())) }
+                } @else {
+                    span class="muted" { "attempt " span class="num" { (job.attempt) " of " (job.max_attempts) } }
+                }
                 @if let Some(by) = &job.aborted_by { span class="muted" { "aborted by " (by) } }
                 @if let Some(by) = &job.created_by { span class="muted" { "created by " (by) } }
             }
             @if let Some(err) = &job.error {
+                @if retry {
+                    p class="muted small" { "Attempt " (job.attempt) " failed:" }
+                }
                 pre class="error-text" { (err) }
             }
             dl class="times" {
                 dt { "Created" } dd { (time(Some(job.created_at))) }
-                dt { "Scheduled for" } dd { (time(job.schedule_at)) }
+                @if !retry || job.schedule_at.is_some() {
+                    dt { "Scheduled for" } dd { (time(job.schedule_at)) }
+                }
                 @if job.status == JobStatus::Scheduled && job.schedule_at != Some(job.run_at) {
                     dt { "Next try" } dd { (time(Some(job.run_at))) }
                 }
@@ -176,6 +230,13 @@ pub fn status_panel(base: &str, job: &Job, ctx: Option<&PageCtx>) -> Markup {
                             &format!("Abort job #{}? Its handler is told to stop, then stopped by force.", job.id), csrf))
                     }
                     JobStatus::Aborting => { span class="muted" { "Aborting…" } }
+                    JobStatus::New | JobStatus::Scheduled if retry => {
+                        @if job.status == JobStatus::Scheduled {
+                            (retry_now(&url, csrf))
+                        }
+                        (action(&url, "cancel", "Cancel", "danger",
+                            &format!("Cancel job #{}? Its retry will not run.", job.id), csrf))
+                    }
                     JobStatus::New | JobStatus::Scheduled => {
                         a class="button" href="#update" { "Update scheduled Job" }
                         (action(&url, "cancel", "Cancel scheduled Job", "danger",
@@ -187,6 +248,22 @@ pub fn status_panel(base: &str, job: &Job, ctx: Option<&PageCtx>) -> Markup {
                     &format!("Run job #{} again as a new job with the same arguments?", job.id), csrf))
                 }
             }
+        }
+    }
+}
+
+/// The form field that makes an update of a waiting job "run it now, as it is": its arguments
+/// kept, no schedule time (the update route, so it is checked and audited like an update).
+pub const RETRY_NOW_FIELD: &str = "_retry";
+
+/// "Retry now": the update route with the stored arguments and no time.
+fn retry_now(url: &str, csrf: Option<&str>) -> Markup {
+    html! {
+        form method="post" action=(url) hx-post=(url) class="inline" {
+            input type="hidden" name="_csrf" value=(csrf.unwrap_or_default()) data-csrf;
+            input type="hidden" name="_method" value="PUT";
+            input type="hidden" name=(RETRY_NOW_FIELD) value="now";
+            button type="submit" class="primary" { "Retry now" }
         }
     }
 }
@@ -333,6 +410,20 @@ fn history(rows: &[crate::entity::audit::Model]) -> Markup {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn times_ahead_read_as_people_say_them() {
+        let s = chrono::Duration::seconds;
+        assert_eq!(super::relative(s(-5)), "now");
+        assert_eq!(
+            super::relative(chrono::Duration::milliseconds(300)),
+            "in 1 s"
+        );
+        assert_eq!(super::relative(s(12)), "in 12 s");
+        assert_eq!(super::relative(s(4 * 60 + 59)), "in 4 min");
+        assert_eq!(super::relative(s(2 * 3600 + 5 * 60)), "in 2 h 05 min");
+        assert_eq!(super::relative(s(3 * 86_400 + 7200)), "in 3 d 2 h");
+    }
+
     #[test]
     fn only_web_links_and_paths_become_links() {
         let m = super::linkified(

@@ -1,10 +1,13 @@
-//! Job lists: the tabs, filters, rows that update in place, and the "older" link.
+//! Job lists: the tabs, filters, rows that update in place (and leave when their job leaves the
+//! tab), and the pager.
 use chrono::Utc;
 use maud::{Markup, html};
 
-use super::components::{duration, progress_bar, status_badge, time};
+use super::components::{duration, progress_bar, thousands, time};
+use super::job::{is_retry, job_badge, retry_summary};
 use super::layout::{PageCtx, page};
 use crate::job::Job;
+use crate::store::COUNT_CAP;
 
 /// What a list page shows.
 #[derive(Debug, Clone)]
@@ -13,6 +16,12 @@ pub struct ListView {
     pub jobs: Vec<Job>,
     /// The cursor of the next (older) page.
     pub next: Option<i64>,
+    /// This page's cursor (`None`: the first page).
+    pub after: Option<i64>,
+    /// The newer page, when this is not the first: its cursor, `None` for the first page.
+    pub newer: Option<Option<i64>>,
+    /// How many jobs of this list come before this page (counted up to the cap).
+    pub skipped: u64,
     /// The filter as given, for the form and links.
     pub kind: Option<String>,
     pub group: Option<String>,
@@ -20,7 +29,7 @@ pub struct ListView {
     /// Kinds (key, label) and groups for the filter selects.
     pub kinds: Vec<(String, String)>,
     pub groups: Vec<String>,
-    /// Query string of this filter without the cursor (for "older" and the live stream).
+    /// Query string of this filter without the cursor (for the pager and the live stream).
     pub query: String,
 }
 
@@ -40,7 +49,9 @@ pub fn tab_title(tab: &str) -> &'static str {
 
 pub fn list_page(ctx: &PageCtx, view: &ListView) -> Markup {
     let base = &ctx.base;
-    let live = format!("{base}/workers/events?{}", view.query);
+    // An older page gets its rows' changes but not the new jobs on top.
+    let first = if view.after.is_some() { "&first=0" } else { "" };
+    let live = format!("{base}/workers/events?{}{first}", view.query);
     page(
         ctx,
         tab_title(&view.tab),
@@ -83,13 +94,44 @@ pub fn list_page(ctx: &PageCtx, view: &ListView) -> Markup {
                 button type="submit" { "Filter" }
             }
             (jobs_table(base, &view.jobs))
-            @if let Some(next) = view.next {
-                p class="pager" {
-                    a class="button" href={ (base) "/workers?" (view.query) "&after=" (next) } { "Older jobs →" }
-                }
-            }
+            (pager(base, view))
         },
     )
+}
+
+/// Newest, newer and older pages, and which jobs this page shows ("Jobs 51–100").
+fn pager(base: &str, view: &ListView) -> Markup {
+    if view.after.is_none() && view.next.is_none() {
+        return html! {};
+    }
+    let link = |after: Option<i64>| match after {
+        Some(a) => format!("{base}/workers?{}&after={a}", view.query),
+        None => format!("{base}/workers?{}", view.query),
+    };
+    let at = if view.jobs.is_empty() {
+        "No jobs on this page".to_owned()
+    } else if view.skipped > COUNT_CAP {
+        format!("Jobs after the newest {}", thousands(COUNT_CAP))
+    } else {
+        let from = view.skipped + 1;
+        let to = view.skipped + view.jobs.len() as u64;
+        format!("Jobs {}–{}", thousands(from), thousands(to))
+    };
+    html! {
+        nav class="pager" aria-label="Pages" {
+            @if let Some(newer) = view.newer {
+                a class="button pager-first" rel="first" href=(link(None)) { "« Newest" }
+                " "
+                a class="button pager-newer" rel="prev" href=(link(newer)) { "← Newer jobs" }
+                " "
+            }
+            span class="muted pager-at" { (at) }
+            @if let Some(next) = view.next {
+                " "
+                a class="button pager-older" rel="next" href=(link(Some(next))) { "Older jobs →" }
+            }
+        }
+    }
 }
 
 pub fn jobs_table(base: &str, jobs: &[Job]) -> Markup {
@@ -117,6 +159,7 @@ pub fn jobs_table(base: &str, jobs: &[Job]) -> Markup {
 /// One row; it replaces itself when its job changes.
 pub fn job_row(base: &str, job: &Job) -> Markup {
     let href = format!("{base}/workers/{}", job.id);
+    let retry = is_retry(job);
     html! {
         tr id={ "job-" (job.id) } sse-swap={ "row-" (job.id) } hx-swap="outerHTML" {
             td class="num" { a href=(href) { "#" (job.id) } }
@@ -125,19 +168,35 @@ pub fn job_row(base: &str, job: &Job) -> Markup {
                 @if !job.group.is_empty() { div class="muted small" { (job.group) } }
             }
             td {
-                (status_badge(job.status))
-                @if let Some(err) = job.error.as_deref().filter(|_| job.status == crate::JobStatus::Exception) {
+                (job_badge(job))
+                @if retry {
+                    div class="muted small retry-summary" { (retry_summary(job, Utc::now())) }
+                }
+                @if let Some(err) = job.error.as_deref().filter(|_| retry || job.status == crate::JobStatus::Exception) {
                     div class="error-excerpt small" title=(err) { (excerpt(err, 80)) }
                 }
             }
             td { (progress_bar(job.progress, job.status)) }
             td { (time(Some(job.created_at))) }
-            td { (time(job.schedule_at)) }
+            td {
+                @if retry && job.schedule_at.is_none() {
+                    (time(Some(job.run_at)))
+                    div class="muted small" { "next try" }
+                } @else {
+                    (time(job.schedule_at))
+                }
+            }
             td { (time(job.started_at)) }
             td { (time(job.finished_at)) }
             td { (duration(job.duration(Utc::now()))) }
         }
     }
+}
+
+/// What replaces a row whose job has left the list's tab (a running job that finished, a
+/// scheduled one that started): an out-of-band delete of the row.
+pub fn row_gone(id: i64) -> Markup {
+    html! { tr id={ "job-" (id) } hx-swap-oob="delete" {} }
 }
 
 /// The first line of `text`, cut to `max` characters.
