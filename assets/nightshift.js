@@ -1,5 +1,6 @@
 // Nightshift admin: the little the server cannot do. Times in the operator's zone, the CSRF
-// token on every htmx request and form, and the zone offset of entered times. No eval, no inline.
+// token on every htmx request and form, the zone offset of entered times, and quiet live
+// streams with an indicator in the header. No eval, no inline.
 (function () {
   "use strict";
   var meta = document.querySelector('meta[name="csrf-token"]');
@@ -12,6 +13,13 @@
       pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
   }
 
+  function span(cls, text) {
+    var s = document.createElement("span");
+    s.className = cls;
+    s.textContent = text;
+    return s;
+  }
+
   function localize(root) {
     root.querySelectorAll("time[datetime]").forEach(function (t) {
       var d = new Date(t.getAttribute("datetime"));
@@ -21,9 +29,12 @@
           "." + String(d.getMilliseconds()).padStart(3, "0");
         return;
       }
-      var opts = { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" };
-      if (d.getFullYear() !== new Date().getFullYear()) { opts.year = "numeric"; }
-      t.textContent = d.toLocaleString(undefined, opts);
+      // Date and clock apart, so a narrow column can break the line between them.
+      var day = { month: "short", day: "numeric" };
+      if (d.getFullYear() !== new Date().getFullYear()) { day.year = "numeric"; }
+      var clock = { hour: "2-digit", minute: "2-digit", second: "2-digit" };
+      t.replaceChildren(span("date", d.toLocaleDateString(undefined, day)), " ",
+        span("clock", d.toLocaleTimeString(undefined, clock)));
       t.title = t.getAttribute("datetime");
     });
     root.querySelectorAll("input[data-csrf]").forEach(function (i) { i.value = token; });
@@ -52,6 +63,98 @@
   document.addEventListener("htmx:configRequest", function (e) {
     if (token) { e.detail.headers["X-CSRF-Token"] = token; }
   });
+
+  // Live streams. The sse extension logs an error (htmx:sseError) for every `error` event of an
+  // EventSource, and a stream the server ends (a restart, a proxy's timeout) fires one each time
+  // although the browser simply reconnects. So the extension gets a quiet source: the browser
+  // reconnects a dropped stream by itself; a stream it gave up on (an error status) is opened
+  // again here after a growing delay, with the same listeners. Neither reaches the console;
+  // the header's indicator shows them instead.
+  var sources = [];
+  var LABELS = {
+    live: "Live updates on",
+    connecting: "Connecting to live updates",
+    offline: "Live updates offline, reconnecting"
+  };
+  var shown = null;
+
+  function indicate() {
+    var el = document.getElementById("live-status");
+    if (!el) { return; }
+    var state = null;
+    sources.forEach(function (s) {
+      if (s.state === "offline" || state === "offline") { state = "offline"; }
+      else if (s.state === "connecting" || state === "connecting") { state = "connecting"; }
+      else { state = "live"; }
+    });
+    if (state === shown) { return; }
+    shown = state;
+    el.hidden = !state;
+    el.className = "live-status" + (state ? " is-" + state : "");
+    el.title = state ? LABELS[state] : "";
+    var text = el.querySelector(".live-text");
+    if (text) { text.textContent = state ? LABELS[state] : ""; }
+  }
+
+  function QuietSource(url) {
+    this.url = url;
+    this.onopen = null;
+    this.onerror = null; // set by the extension, never called: see above.
+    this.closed = false;
+    this.state = "connecting";
+    this.delay = 0;
+    this.timer = null;
+    this.listeners = [];
+    sources.push(this);
+    this.connect();
+    indicate();
+  }
+  QuietSource.prototype.connect = function () {
+    var self = this;
+    var es = new EventSource(this.url, { withCredentials: true });
+    this.es = es;
+    this.listeners.forEach(function (l) { es.addEventListener(l[0], l[1]); });
+    es.onopen = function (e) {
+      self.delay = 0;
+      self.state = "open";
+      indicate();
+      if (self.onopen) { self.onopen.call(self, e); }
+    };
+    es.onerror = function () {
+      if (self.closed) { return; }
+      self.state = "offline";
+      indicate();
+      if (es.readyState === EventSource.CLOSED) {
+        self.delay = Math.min(self.delay ? self.delay * 2 : 1000, 60000);
+        self.timer = window.setTimeout(function () {
+          if (!self.closed) { self.connect(); }
+        }, self.delay);
+      }
+    };
+  };
+  QuietSource.prototype.addEventListener = function (type, fn) {
+    this.listeners.push([type, fn]);
+    this.es.addEventListener(type, fn);
+  };
+  QuietSource.prototype.removeEventListener = function (type, fn) {
+    this.listeners = this.listeners.filter(function (l) { return l[0] !== type || l[1] !== fn; });
+    this.es.removeEventListener(type, fn);
+  };
+  QuietSource.prototype.close = function () {
+    var self = this;
+    this.closed = true;
+    window.clearTimeout(this.timer);
+    this.es.close();
+    sources = sources.filter(function (s) { return s !== self; });
+    indicate();
+  };
+  Object.defineProperty(QuietSource.prototype, "readyState", {
+    get: function () { return this.closed ? EventSource.CLOSED : this.es.readyState; }
+  });
+
+  if (window.htmx && window.EventSource) {
+    htmx.createEventSource = function (url) { return new QuietSource(url); };
+  }
 
   if (window.htmx) {
     htmx.onLoad(localize);

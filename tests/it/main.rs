@@ -14,6 +14,7 @@ mod kit;
 mod leases;
 mod library;
 mod nodes;
+mod phone;
 mod polish;
 mod postgres;
 mod process;

@@ -4,6 +4,7 @@ use maud::{DOCTYPE, Markup, html};
 
 use super::components::count;
 use crate::admin::hub::Counts;
+use crate::admin::routes::assets::ICON;
 
 /// What every full page needs besides its content.
 #[derive(Debug, Clone, Default)]
@@ -48,19 +49,27 @@ pub fn page(ctx: &PageCtx, title: &str, live: Option<&str>, body: Markup) -> Mar
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="color-scheme" content="light dark";
                 title { (title) " · Nightshift" }
                 meta name="htmx-config" content=r#"{"allowEval":false,"allowScriptTags":false,"includeIndicatorStyles":false,"historyCacheSize":0}"#;
                 @if let Some(token) = &ctx.csrf {
                     meta name="csrf-token" content=(token);
                 }
+                link rel="icon" type="image/svg+xml" href={ (base) "/assets/" (ICON) };
                 link rel="stylesheet" href={ (base) "/assets/nightshift.css" };
                 script src={ (base) "/assets/htmx.min.js" } defer {}
                 script src={ (base) "/assets/sse.min.js" } defer {}
                 script src={ (base) "/assets/nightshift.js" } defer {}
             }
             body hx-ext="sse" {
+                a class="skip-link" href="#main" { "Skip to main content" }
                 header class="top" {
                     a class="brand" href={ (base) "/workers" } { "☾ Nightshift" }
+                    // Shown by the page script while the page has a live stream.
+                    span id="live-status" class="live-status" role="status" hidden {
+                        span class="dot" aria-hidden="true" {}
+                        span class="live-text sr-only" {}
+                    }
                     span class="spacer" {}
                     @if ctx.may(crate::role::Role::Operator) {
                         a class="button primary" href={ (base) "/workers/new" } { "New job" }
@@ -76,13 +85,13 @@ pub fn page(ctx: &PageCtx, title: &str, live: Option<&str>, body: Markup) -> Mar
                     }
                 }
                 div class="shell" sse-connect=[live] {
-                    nav class="side" aria-label="Workers" {
+                    nav class="side" aria-label="Sections" {
                         h2 { "Workers" }
                         ul {
                             @for (tab, label) in TABS {
                                 li {
                                     a href={ (base) "/workers?status=" (tab) }
-                                      class=[(ctx.tab.as_deref() == Some(tab)).then_some("active")] {
+                                      class=[active(ctx, tab)] aria-current=[current(ctx, tab)] {
                                         span { (label) }
                                         span class="count num" sse-swap={ "count-" (tab) } {
                                             (count(tab_count(&ctx.counts, tab)))
@@ -93,27 +102,48 @@ pub fn page(ctx: &PageCtx, title: &str, live: Option<&str>, body: Markup) -> Mar
                         }
                         h2 { "Cluster" }
                         ul {
-                            li { a href={ (base) "/nodes" } class=[(ctx.tab.as_deref() == Some("nodes")).then_some("active")] { span { "Nodes" } } }
-                            li { a href={ (base) "/recurring" } class=[(ctx.tab.as_deref() == Some("recurring")).then_some("active")] { span { "Recurring" } } }
+                            (section_link(ctx, "nodes", "Nodes"))
+                            (section_link(ctx, "recurring", "Recurring"))
                         }
                         @if ctx.may(crate::role::Role::Admin) && ctx.sessions {
                             h2 { "Access" }
                             ul {
-                                li { a href={ (base) "/operators" } class=[(ctx.tab.as_deref() == Some("operators")).then_some("active")] { span { "Operators" } } }
-                                li { a href={ (base) "/tokens" } class=[(ctx.tab.as_deref() == Some("tokens")).then_some("active")] { span { "API tokens" } } }
-                                li { a href={ (base) "/audit" } class=[(ctx.tab.as_deref() == Some("audit")).then_some("active")] { span { "Audit log" } } }
+                                (section_link(ctx, "operators", "Operators"))
+                                (section_link(ctx, "tokens", "API tokens"))
+                                (section_link(ctx, "audit", "Audit log"))
                             }
                         } @else if ctx.may(crate::role::Role::Admin) {
-                            ul { li { a href={ (base) "/audit" } { span { "Audit log" } } } }
+                            ul { (section_link(ctx, "audit", "Audit log")) }
                         }
                     }
-                    main id="main" {
+                    main id="main" tabindex="-1" {
                         @if let Some(msg) = &ctx.flash {
                             div class="flash" role="status" { (msg) }
                         }
                         (body)
                     }
                 }
+            }
+        }
+    }
+}
+
+/// The navigation entry of the page being shown gets the `active` class (the look) and
+/// `aria-current="page"` (what a screen reader announces).
+fn active(ctx: &PageCtx, tab: &str) -> Option<&'static str> {
+    (ctx.tab.as_deref() == Some(tab)).then_some("active")
+}
+
+fn current(ctx: &PageCtx, tab: &str) -> Option<&'static str> {
+    (ctx.tab.as_deref() == Some(tab)).then_some("page")
+}
+
+/// A link of the Cluster or Access section: `tab` is both its path and its tab name.
+fn section_link(ctx: &PageCtx, tab: &str, label: &str) -> Markup {
+    html! {
+        li {
+            a href={ (ctx.base) "/" (tab) } class=[active(ctx, tab)] aria-current=[current(ctx, tab)] {
+                span { (label) }
             }
         }
     }

@@ -1,0 +1,471 @@
+//! Every admin page in a real headless Chromium at a phone's width (390 × 844) and at a wide
+//! desktop (1400 × 900): no page scrolls sideways (a wide table may scroll inside its own box),
+//! the Errors tab's table fits at 1400 px even with a 2,000-character error, and every page has
+//! a skip link, an icon that loads and `aria-current` on the active tab.
+//!
+//! Without a `chromedriver` on the PATH these tests say so and pass, unless
+//! `NIGHTSHIFT_REQUIRE_BROWSER=1` (set by `.ci/run`), where a missing browser fails them.
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use nightshift::demo::NoArgs;
+use nightshift::recurring::Recurring;
+use nightshift::{JobContext, JobKind, JobStatus};
+use serde_json::{Value, json};
+
+use crate::app::{TestApp, spawn_app};
+use crate::helpers::{finished, wait_for};
+
+/// Chromium is heavy on a 2-core machine: one browser test at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+struct Browser {
+    client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+async fn browser() -> Option<Browser> {
+    let driver_bin = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let Some(driver_bin) = driver_bin else {
+        if std::env::var("NIGHTSHIFT_REQUIRE_BROWSER").as_deref() == Ok("1") {
+            panic!("chromedriver is not installed (apt-get install chromium chromium-driver)");
+        }
+        eprintln!(
+            "skipping browser test: no chromedriver (apt-get install chromium chromium-driver)"
+        );
+        return None;
+    };
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let driver = Command::new(driver_bin)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let profile = tempfile::tempdir().unwrap();
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1400,900",
+                format!("--user-data-dir={}", profile.path().display()),
+                if screenshots() == Some("dark") { "--force-dark-mode" } else { "--no-default-browser-check" },
+            ]
+        }),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let mut last_err = None;
+    for _ in 0..50 {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector)
+            .capabilities(caps.clone())
+            .connect(&url)
+            .await
+        {
+            Ok(client) => {
+                return Some(Browser {
+                    client,
+                    driver,
+                    _profile: profile,
+                });
+            }
+            Err(e) => last_err = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("could not start a Chromium session: {last_err:?}");
+}
+
+/// `NIGHTSHIFT_SCREENSHOTS=light` (or `dark`, for the dark scheme) keeps a picture of each page
+/// checked, in `target/tmp/phone/`, to look at.
+fn screenshots() -> Option<&'static str> {
+    match std::env::var("NIGHTSHIFT_SCREENSHOTS").as_deref() {
+        Ok("dark") => Some("dark"),
+        Ok("light") | Ok("1") => Some("light"),
+        _ => None,
+    }
+}
+
+/// Polls `js` (an expression) in the page until it is true.
+async fn until(c: &Client, what: &str, js: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = c
+            .execute(&format!("return !!({js});"), vec![])
+            .await
+            .unwrap();
+        if v == json!(true) {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let src = c.source().await.unwrap_or_default();
+            panic!(
+                "timed out waiting for {what} ({js});\npage: {}",
+                &src[..src.len().min(4000)]
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn js(c: &Client, script: &str) -> Value {
+    c.execute(script, vec![]).await.unwrap()
+}
+
+/// Logs in through the login page as the test app's admin.
+async fn log_in(c: &Client, app: &TestApp) {
+    c.goto(&app.url("/workers")).await.unwrap();
+    until(
+        c,
+        "the login page",
+        "document.querySelector('input[name=password]')",
+    )
+    .await;
+    c.find(Locator::Css("[name=name]"))
+        .await
+        .unwrap()
+        .send_keys("admin")
+        .await
+        .unwrap();
+    c.find(Locator::Css("[name=password]"))
+        .await
+        .unwrap()
+        .send_keys(crate::app::ADMIN_PASSWORD)
+        .await
+        .unwrap();
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(c, "the job list", "document.querySelector('table.jobs')").await;
+}
+
+/// How wide the page is against the viewport, and what sticks out of it (elements whose right
+/// edge passes the viewport and that no scrolling box of theirs clips).
+const MEASURE: &str = r#"
+const de = document.documentElement;
+const vw = de.clientWidth;
+const name = el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
+  (typeof el.className === 'string' && el.className.trim() ? '.' + el.className.trim().split(/\s+/).join('.') : '');
+const out = [];
+for (const el of document.body.querySelectorAll('*')) {
+  const r = el.getBoundingClientRect();
+  if (r.width === 0 || r.right <= vw + 0.5) continue;
+  let p = el.parentElement, clipped = false;
+  while (p && p !== document.body) {
+    if (getComputedStyle(p).overflowX !== 'visible' && p.getBoundingClientRect().right <= vw + 0.5) { clipped = true; break; }
+    p = p.parentElement;
+  }
+  if (!clipped) out.push(name(el) + ' (right ' + Math.round(r.right) + ')');
+}
+return { scrollWidth: de.scrollWidth, clientWidth: vw, innerWidth: window.innerWidth, culprits: out.slice(0, 8) };
+"#;
+
+/// The tables on the page that scroll sideways inside their box.
+const SCROLLING_TABLES: &str = r#"
+return Array.from(document.querySelectorAll('.table-wrap'))
+  .filter(w => w.scrollWidth > w.clientWidth + 1)
+  .map(w => (w.querySelector('table') || w).className + ': ' + w.scrollWidth + ' > ' + w.clientWidth);
+"#;
+
+struct Page {
+    path: String,
+    /// The navigation entry that should be marked current (`aria-current="page"`).
+    current: Option<String>,
+    /// At 1400 px, its tables must fit without scrolling.
+    wide_tables_fit: bool,
+}
+
+fn page(path: &str, current: Option<&str>, wide_tables_fit: bool) -> Page {
+    Page {
+        path: path.to_owned(),
+        current: current.map(str::to_owned),
+        wide_tables_fit,
+    }
+}
+
+/// Checks one page at the current window size; returns what is wrong with it.
+async fn check(c: &Client, app: &TestApp, p: &Page, width: u32) -> Vec<String> {
+    let mut wrong = Vec::new();
+    let url = app.url(&p.path);
+    let t0 = std::time::Instant::now();
+    if std::env::var("BLANK").is_ok() {
+        c.goto("about:blank").await.unwrap();
+        eprintln!("TIMING blank {:?}", t0.elapsed());
+    }
+    c.goto(&url).await.unwrap();
+    eprintln!("TIMING goto {:?}", t0.elapsed());
+    until(
+        c,
+        &format!("{} loaded", p.path),
+        "document.readyState === 'complete' && window.htmx && document.querySelector('main')",
+    )
+    .await;
+    eprintln!("TIMING loaded {:?}", t0.elapsed());
+    // Let the page script localize times (their width changes) and htmx settle.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let at = format!("{} at {width} px", p.path);
+    if let Some(scheme) = screenshots() {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("phone");
+        std::fs::create_dir_all(&dir).unwrap();
+        let name: String = p
+            .path
+            .chars()
+            .map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '_' })
+            .collect();
+        // The whole page: a window as tall as it.
+        let (_, _, w, h) = c.get_window_rect().await.unwrap();
+        let tall = js(c, "return document.documentElement.scrollHeight;").await;
+        let tall = tall.as_u64().unwrap_or(h).clamp(h, 5000);
+        c.set_window_size(w as u32, tall as u32).await.unwrap();
+        let shot = c.screenshot().await.unwrap();
+        c.set_window_size(w as u32, h as u32).await.unwrap();
+        std::fs::write(dir.join(format!("{scheme}-{width}{name}.png")), shot).unwrap();
+    }
+
+    let m = js(c, MEASURE).await;
+    eprintln!("TIMING measured {:?}", t0.elapsed());
+    let inner = m["innerWidth"].as_i64().unwrap();
+    assert_eq!(
+        inner, width as i64,
+        "the window is {inner} px wide, not {width}"
+    );
+    let scroll = m["scrollWidth"].as_i64().unwrap();
+    let client = m["clientWidth"].as_i64().unwrap();
+    if scroll > client || scroll > inner {
+        wrong.push(format!(
+            "{at}: the page is {scroll} px wide in a {client} px viewport; sticking out: {}",
+            m["culprits"]
+        ));
+    }
+    if width >= 1400 && p.wide_tables_fit {
+        let tables = js(c, SCROLLING_TABLES).await;
+        if tables.as_array().is_some_and(|t| !t.is_empty()) {
+            wrong.push(format!("{at}: tables scroll sideways: {tables}"));
+        }
+    }
+
+    // A skip link, first in the page, to the main content.
+    let skip = js(
+        c,
+        "const a = document.querySelector('a[href]');
+         return !!a && a.getAttribute('href') === '#main' && !!document.getElementById('main');",
+    )
+    .await;
+    if skip != json!(true) {
+        wrong.push(format!("{at}: the first link is not a skip link to #main"));
+    }
+
+    if let Some(current) = &p.current {
+        let marked = js(
+            c,
+            "return Array.from(document.querySelectorAll('nav [aria-current=page]'))
+               .map(a => a.getAttribute('href'));",
+        )
+        .await;
+        let want = app.prefix.clone() + current;
+        if marked != json!([want]) {
+            wrong.push(format!(
+                "{at}: aria-current=page should be on {want} alone, is on {marked}"
+            ));
+        }
+    }
+
+    eprintln!("TIMING checked {:?}", t0.elapsed());
+    // The page names an icon that loads (so the browser does not ask for /favicon.ico).
+    let icon = js(
+        c,
+        "const l = document.querySelector('link[rel~=icon]'); return l ? l.href : null;",
+    )
+    .await;
+    match icon.as_str() {
+        None => wrong.push(format!("{at}: no <link rel=icon>")),
+        Some(href) if href.starts_with("data:image/") => {}
+        Some(href) => {
+            let res = app.anonymous.get(href).send().await.unwrap();
+            let ty = res
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            if res.status() != 200 || !ty.starts_with("image/") {
+                wrong.push(format!(
+                    "{at}: the icon {href} answers {} ({ty})",
+                    res.status()
+                ));
+            }
+        }
+    }
+    wrong
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_fits_a_phone_and_a_wide_screen() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let t_setup = std::time::Instant::now();
+    let Some(b) = browser().await else { return };
+    let app = spawn_app().await;
+    let c = &b.client;
+
+    // One job in each tab: an error that is a single 2,000-character word, a long import with
+    // a log and results, a running job and a scheduled one.
+    let word = "x".repeat(2000);
+    let w = word.clone();
+    app.worker
+        .register(JobKind::new(
+            "Long Error",
+            move |_: NoArgs, _: JobContext| {
+                let w = w.clone();
+                async move { anyhow::bail!(w) }
+            },
+        ))
+        .unwrap();
+    let failed = app.create("Long Error", json!({})).await;
+    let import = app.create("Import Products", json!({"rows": 60})).await;
+    let running = app.create("Work", json!({"lines": 3, "ms": 600_000})).await;
+    let later = chrono::Utc::now() + chrono::Duration::hours(2);
+    app.worker
+        .schedule_dynamic("Work", &json!({"lines": 1}), later)
+        .await
+        .unwrap();
+    let schedule = app
+        .worker
+        .add_recurring(
+            Recurring::new("long-error", "0 3 * * *", "Long Error", &json!({})),
+            "tests",
+        )
+        .await
+        .unwrap();
+    let from_schedule = app
+        .worker
+        .run_recurring(schedule.id, "tests")
+        .await
+        .unwrap();
+    let job = finished(&app.worker, failed).await;
+    assert_eq!(job.status, JobStatus::Exception);
+    assert!(job.error.as_deref().unwrap_or_default().contains(&word));
+    finished(&app.worker, from_schedule.id).await;
+    wait_for(&app.worker, running, "running", |j| {
+        j.status == JobStatus::Running
+    })
+    .await;
+    let job = finished(&app.worker, import).await;
+    assert_eq!(job.status, JobStatus::Exception, "rows with errors");
+
+    eprintln!("TIMING setup {:?}", t_setup.elapsed());
+    log_in(c, &app).await;
+
+    let mut pages = Vec::new();
+    for tab in ["all", "running", "scheduled", "done", "errors"] {
+        let path = format!("/workers?status={tab}");
+        pages.push(page(&path, Some(&path), true));
+    }
+    for tab in ["killed", "cancelled"] {
+        pages.push(page(&format!("/workers?status={tab}"), None, true));
+    }
+    pages.extend([
+        page(&format!("/workers/{import}"), None, false),
+        page(&format!("/workers/{failed}"), None, false),
+        page(&format!("/workers/{running}"), None, false),
+        page("/workers/new", None, false),
+        page("/workers/new?job=Send%20Newsletter", None, false),
+        page("/nodes", Some("/nodes"), false),
+        page("/recurring", Some("/recurring"), false),
+        page("/recurring/new", None, false),
+        page("/operators", Some("/operators"), false),
+        page("/tokens", Some("/tokens"), false),
+        page("/audit", Some("/audit"), false),
+    ]);
+
+    let mut wrong = Vec::new();
+    for (width, height) in [(390, 844), (1400, 900)] {
+        c.set_window_size(width, height).await.unwrap();
+        for p in &pages {
+            let t0 = std::time::Instant::now();
+            wrong.extend(check(c, &app, p, width).await);
+            eprintln!("TIMING {} {width} {:?}", p.path, t0.elapsed());
+        }
+    }
+    // It may have ended already (a slow machine): only stop it.
+    app.worker.abort(running, "tests").await.ok();
+    b.client.clone().close().await.ok();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_header_shows_whether_live_updates_are_connected() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(b) = browser().await else { return };
+    let app = spawn_app().await;
+    let c = &b.client;
+    log_in(c, &app).await;
+    // A list page keeps a stream open: the indicator says so, in words too.
+    until(
+        c,
+        "the indicator live",
+        "document.querySelector('.live-status.is-live')",
+    )
+    .await;
+    let said = js(
+        c,
+        "return document.querySelector('.live-status').textContent;",
+    )
+    .await;
+    assert!(said.as_str().unwrap_or_default().contains("Live"), "{said}");
+    // A stream the server refuses goes offline quietly: no console error, a retry later.
+    js(
+        c,
+        "window.__errors = []; const e = console.error;
+         console.error = function () { window.__errors.push(Array.from(arguments).join(' ')); e.apply(console, arguments); };
+         window.__source = htmx.createEventSource(location.pathname + '/nope/events');",
+    )
+    .await;
+    until(
+        c,
+        "the indicator offline",
+        "document.querySelector('.live-status.is-offline')",
+    )
+    .await;
+    js(c, "window.__source.close();").await;
+    until(
+        c,
+        "the indicator live again once the refused stream is closed",
+        "document.querySelector('.live-status.is-live')",
+    )
+    .await;
+    assert_eq!(js(c, "return window.__errors;").await, json!([]));
+    // A page without a stream shows no indicator.
+    c.goto(&app.url("/nodes")).await.unwrap();
+    until(c, "the nodes page", "document.querySelector('#nodes')").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        js(
+            c,
+            "const s = document.querySelector('.live-status'); return !s || s.hidden;"
+        )
+        .await,
+        json!(true)
+    );
+    b.client.clone().close().await.ok();
+}
