@@ -155,6 +155,16 @@
   if (window.htmx && window.EventSource) {
     htmx.createEventSource = function (url) { return new QuietSource(url); };
   }
+  // Leaving the page closes its streams at once. Left open, Chromium keeps their connections
+  // for a minute after the page is gone, and after a few live pages the next one waits for a
+  // free connection (six per server over HTTP/1.1). A page brought back from the back-forward
+  // cache has no streams any more: it is loaded again.
+  window.addEventListener("pagehide", function () {
+    sources.slice().forEach(function (s) { s.close(); });
+  });
+  window.addEventListener("pageshow", function (e) {
+    if (e.persisted && document.querySelector("[sse-connect]")) { window.location.reload(); }
+  });
 
   if (window.htmx) {
     htmx.onLoad(localize);
