@@ -19,6 +19,7 @@ use crate::job::Job;
 use crate::job_args::JobArgs;
 use crate::kind::JobKind;
 use crate::new_job::NewJob;
+use crate::queue::QueueInfo;
 use crate::runtime::completer::WriteOp;
 use crate::runtime::registry::StopReason;
 use crate::runtime::{Config, Shared};
@@ -74,6 +75,7 @@ impl Client {
     /// Registers a job kind. Names are unique; a kind only declared (no handler) may be given
     /// its handler later, and declaring a kind already registered changes nothing.
     pub fn register(&self, kind: JobKind) -> Result<()> {
+        crate::queue::check_name(&kind.queue)?;
         let mut kinds = self.shared.kinds.write().unwrap_or_else(|e| e.into_inner());
         match kinds.get(&kind.name) {
             Some(old) if old.has_handler() && kind.has_handler() => {
@@ -291,9 +293,16 @@ impl Client {
                     None => kind.unique_key(&j.args),
                 };
                 let (args, search) = self.seal_args(&kind, j.args)?;
+                let queue = j.queue.unwrap_or_else(|| kind.queue.clone());
+                crate::queue::check_name(&queue)?;
+                let priority = j.priority.unwrap_or(kind.priority);
+                crate::queue::check_priority(priority)?;
+                let tags = crate::queue::clean_tags(&j.tags)?;
                 Ok(JobInsert {
                     kind: kind.name.clone(),
-                    queue: kind.queue.clone(),
+                    queue,
+                    priority,
+                    tags: crate::queue::tags_column(&tags),
                     search,
                     args,
                     max_attempts: kind.max_attempts as i32,
@@ -477,9 +486,57 @@ impl Client {
         let m = self.shared.store.job(id).await?;
         let args: Value =
             serde_json::from_str(&m.args).map_err(|e| Error::Corrupt(e.to_string()))?;
-        let mut job = NewJob::from_value(m.kind, args);
+        let tags = crate::queue::tags_of(m.tags.as_deref());
+        let mut job = NewJob::from_value(m.kind, args)
+            .queue(m.queue)
+            .priority(m.priority)
+            .tags(tags);
         job.created_by = by.map(str::to_owned);
         self.insert(job).await
+    }
+
+    /// Pauses `queue` on every node: nothing more of it starts (claims on every node see it at
+    /// once; jobs a node already holds for a free slot, within half a second); its running jobs
+    /// finish. `by` names the operator.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: nightshift::Client) -> nightshift::Result<()> {
+    /// client.pause_queue("mail", "alice").await?;
+    /// assert!(client.queues().await?.iter().any(|q| q.name == "mail" && q.paused));
+    /// client.resume_queue("mail").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn pause_queue(&self, queue: &str, by: &str) -> Result<QueueInfo> {
+        self.set_paused(queue, true, by).await
+    }
+
+    /// Resumes a paused queue on every node.
+    pub async fn resume_queue(&self, queue: &str) -> Result<QueueInfo> {
+        self.set_paused(queue, false, "").await
+    }
+
+    async fn set_paused(&self, queue: &str, paused: bool, by: &str) -> Result<QueueInfo> {
+        crate::queue::check_name(queue)?;
+        let by = crate::text::scrub_nul(by.to_owned());
+        self.shared
+            .store
+            .set_queue_paused(queue, paused, Some(&by), self.shared.clock.now())
+            .await?;
+        self.shared.queues_changed();
+        self.queues()
+            .await?
+            .into_iter()
+            .find(|q| q.name == queue)
+            .ok_or_else(|| Error::Corrupt(format!("queue {queue} vanished")))
+    }
+
+    /// Every queue: those with a row (paused, limited), jobs waiting or running, or a node
+    /// serving it, by name.
+    pub async fn queues(&self) -> Result<Vec<QueueInfo>> {
+        self.shared
+            .store
+            .queue_overview(self.shared.clock.now())
+            .await
     }
 
     /// Waits until everything reported so far is written (at once if the runtime is not started).

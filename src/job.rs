@@ -37,6 +37,10 @@ pub struct Job {
     pub group: String,
     /// The queue it was put on.
     pub queue: String,
+    /// 0 to 9: among due jobs of its queue, a larger priority starts first.
+    pub priority: i32,
+    /// Its tags.
+    pub tags: Vec<String>,
     /// Where it is in its life.
     pub status: JobStatus,
     /// 0 to 100.
@@ -97,6 +101,8 @@ impl Job {
             job: m.kind,
             group: kind.map(|k| k.group.clone()).unwrap_or_default(),
             queue: m.queue,
+            priority: m.priority,
+            tags: crate::queue::tags_of(m.tags.as_deref()),
             status,
             progress: m.progress,
             progress_text: m.progress_text,

@@ -125,6 +125,7 @@ pub struct JobKind {
     pub(crate) label: Option<String>,
     pub(crate) group: String,
     pub(crate) queue: String,
+    pub(crate) priority: i32,
     pub(crate) schedulable: bool,
     pub(crate) max_attempts: u32,
     pub(crate) backoff: Backoff,
@@ -146,6 +147,7 @@ impl std::fmt::Debug for JobKind {
             .field("label", &self.label)
             .field("group", &self.group)
             .field("queue", &self.queue)
+            .field("priority", &self.priority)
             .field("schedulable", &self.schedulable)
             .field("max_attempts", &self.max_attempts)
             .finish_non_exhaustive()
@@ -197,6 +199,7 @@ impl JobKind {
             label: None,
             group: "Jobs".into(),
             queue: "default".into(),
+            priority: 0,
             schedulable: false,
             max_attempts: 1,
             backoff: Backoff::default(),
@@ -300,9 +303,23 @@ impl JobKind {
         self
     }
 
-    /// The queue its jobs go to.
+    /// The queue its jobs go to (default "default"): 1 to 64 letters, digits, `-`, `_`, `.`
+    /// or `:`, checked when the kind is registered. A job may name another
+    /// ([`crate::NewJob::queue`]).
     pub fn queue(mut self, queue: impl Into<String>) -> Self {
         self.queue = queue.into();
+        self
+    }
+
+    /// Its jobs' priority, 0 (the default) to 9 (clamped): among due jobs of a queue, a larger
+    /// priority starts first. A job may set its own ([`crate::NewJob::priority`]).
+    ///
+    /// ```
+    /// # async fn alert(_: (), _: nightshift::JobContext) -> anyhow::Result<()> { Ok(()) }
+    /// let kind = nightshift::JobKind::new("Page On-Call", alert).queue("alerts").priority(9);
+    /// ```
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority.clamp(0, crate::queue::MAX_PRIORITY);
         self
     }
 

@@ -23,6 +23,9 @@ pub struct NewJob {
     pub(crate) schedule_at: Option<DateTime<Utc>>,
     pub(crate) created_by: Option<String>,
     pub(crate) unique_key: Option<String>,
+    pub(crate) queue: Option<String>,
+    pub(crate) priority: Option<i32>,
+    pub(crate) tags: Vec<String>,
 }
 
 impl NewJob {
@@ -56,6 +59,9 @@ impl NewJob {
             schedule_at: None,
             created_by: None,
             unique_key: None,
+            queue: None,
+            priority: None,
+            tags: Vec::new(),
         }
     }
 
@@ -81,6 +87,41 @@ impl NewJob {
     /// ```
     pub fn unique_key(mut self, key: impl Into<String>) -> Self {
         self.unique_key = Some(key.into());
+        self
+    }
+
+    /// Put it on `queue` instead of its kind's ([`crate::JobKind::queue`]). Some node must
+    /// serve that queue ([`crate::WorkerBuilder::queue`]) for it to run.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// Its priority, 0 to 9 (larger starts first) instead of its kind's; outside that range the
+    /// insert fails naming `priority`.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: nightshift::Client) -> nightshift::Result<()> {
+    /// use nightshift::NewJob;
+    /// let urgent = NewJob::new("Send Newsletter", &serde_json::json!({"subject": "Outage"}))?
+    ///     .priority(9)
+    ///     .tags(["incident", "eu"]);
+    /// client.insert(urgent).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// Short labels to find it by in the admin (at most 10, of at most 40 characters, without
+    /// quotes, backslashes or commas; blanks and repeats are dropped).
+    pub fn tags<I, S>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tags = tags.into_iter().map(Into::into).collect();
         self
     }
 

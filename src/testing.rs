@@ -275,7 +275,12 @@ async fn settled(worker: &Worker) -> Result<bool> {
     use sea_orm::PaginatorTrait;
     worker.flush().await;
     let shared = &worker.shared;
-    let due = shared.store.next_due(&shared.kind_names()).await?;
+    let kinds = shared.kind_names();
+    let queues: Vec<String> = shared.served_queues().into_iter().map(|q| q.0).collect();
+    if shared.store.any_ready(&kinds, &queues).await? {
+        return Ok(false);
+    }
+    let due = shared.store.next_due(&kinds).await?;
     if due.is_some_and(|at| at <= shared.clock.now()) {
         return Ok(false);
     }

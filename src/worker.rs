@@ -40,6 +40,7 @@ pub struct WorkerBuilder {
     config: Config,
     clock_skew: i64,
     keyring: Option<Keyring>,
+    queues: std::collections::HashMap<String, crate::Queue>,
 }
 
 impl WorkerBuilder {
@@ -101,6 +102,24 @@ impl WorkerBuilder {
         self
     }
 
+    /// Serves `queue` on this node with its limits ([`crate::Queue`]); given twice, the
+    /// second wins. Queues of the kinds registered here are served without this, their jobs
+    /// sharing the node's slots.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> nightshift::Result<()> {
+    /// use nightshift::Queue;
+    /// let worker = nightshift::Worker::builder()
+    ///     .queue(Queue::new("reports").concurrency(2))
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn queue(mut self, queue: crate::Queue) -> Self {
+        self.queues.insert(queue.name.clone(), queue);
+        self
+    }
+
     /// Replaces the whole configuration.
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
@@ -131,6 +150,9 @@ impl WorkerBuilder {
     /// Connects, applies migrations, and returns a worker that is not yet running jobs (see
     /// [`Worker::start`]).
     pub async fn build(self) -> Result<Worker> {
+        for name in self.queues.keys() {
+            crate::queue::check_name(name)?;
+        }
         let db = match self.connection {
             Some(db) => {
                 use migration::MigratorTrait;
@@ -164,6 +186,7 @@ impl WorkerBuilder {
             host: hostname.clone(),
             boot_id: runtime::maintenance::boot_id(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            queues: None,
         };
         let lease =
             runtime::lease::Lease::new(self.config.node_timeout, self.config.heartbeat_interval);
@@ -188,6 +211,9 @@ impl WorkerBuilder {
             stopping: CancellationToken::new(),
             tasks: Mutex::new(Tasks::default()),
             recurring: Default::default(),
+            queues: self.queues,
+            inflight: Mutex::default(),
+            queue_states: RwLock::default(),
         };
         Ok(Worker {
             client: Client {
@@ -290,6 +316,17 @@ impl Worker {
         .await?;
         // Schedules defined in code: created if missing, checked against their kinds.
         crate::recurring::sync_code(&self.client).await?;
+        // Global limits set in code: the last node started sets them.
+        let limits: Vec<(String, Option<u32>)> = self
+            .shared
+            .queues
+            .values()
+            .map(|q| (q.name.clone(), q.global_limit))
+            .collect();
+        self.shared
+            .store
+            .set_global_limits(&limits, self.shared.clock.now())
+            .await?;
         let rx = {
             let mut tasks = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
             if tasks.started {

@@ -11,6 +11,7 @@ mod m20261129_000004_engine_v2;
 mod m20261129_000005_claim_index;
 mod m20261206_000001_recurring;
 mod m20261207_000001_unique_jobs;
+mod m20261208_000001_queues;
 
 /// Applies every Nightshift migration in order.
 ///
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000005_claim_index::Migration),
             Box::new(m20261206_000001_recurring::Migration),
             Box::new(m20261207_000001_unique_jobs::Migration),
+            Box::new(m20261208_000001_queues::Migration),
         ]
     }
 

@@ -246,7 +246,8 @@ async fn ceiling_loop(worker: &Worker, depth: u64, progress: &Progress) -> anyho
     let t = Instant::now();
     loop {
         let now = crate::clock::now_ms();
-        let claim = store.claim_statement("bench-ceiling", &kinds, CEILING_BATCH, now);
+        let queues = [("default".to_owned(), CEILING_BATCH)];
+        let claim = store.claim_statement("bench-ceiling", &kinds, &queues, CEILING_BATCH, now);
         let claimed = match store.claim_plan() {
             Some(pin) => {
                 let tx = sea_orm::TransactionTrait::begin(db).await?;

@@ -64,6 +64,11 @@ pub struct Model {
     pub search: String,
     /// The job's uniqueness key, if any: no two jobs of a kind that wait or run share one.
     pub unique_key: Option<String>,
+    /// 0 to 9: among due jobs of a queue, a larger priority starts first.
+    pub priority: i32,
+    /// Short labels (a JSON array of strings) to find it by; `None`: no tags.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub tags: Option<String>,
 }
 
 /// Relations to other tables: none declared (joins are written in the queries).

@@ -8,6 +8,7 @@ pub mod job_result;
 pub mod login_throttle;
 pub mod node;
 pub mod operator;
+pub mod queue;
 pub mod recurring;
 pub mod recurring_run;
 pub mod session;

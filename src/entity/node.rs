@@ -23,6 +23,9 @@ pub struct Model {
     pub boot_id: String,
     /// The Nightshift version the node runs.
     pub version: String,
+    /// The queues it serves and how many of each it runs at once (a JSON object).
+    #[sea_orm(column_type = "Text", nullable)]
+    pub queues: Option<String>,
 }
 
 /// Relations to other tables: none declared (joins are written in the queries).

@@ -51,6 +51,7 @@ pub(crate) async fn run(shared: Arc<Shared>, job: job::Model, permit: OwnedSemap
         tracing::error!(job_id = job.id, "completer gone; the job will be rescued");
     }
     shared.registry.remove(job.id);
+    shared.release_slot(&job.queue);
     drop(permit);
     shared.wake.notify_one();
 }

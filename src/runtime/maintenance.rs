@@ -98,7 +98,10 @@ pub(crate) async fn once(
 ) -> crate::Result<()> {
     let sent = Instant::now();
     let sent_local = shared.clock.local();
-    let (existed, db_now) = shared.store.heartbeat(&shared.node).await?;
+    let (existed, db_now) = shared
+        .store
+        .heartbeat(&shared.node, &shared.queues_json())
+        .await?;
     // A heartbeat that waited (a busy database, a retry) says little about the offset.
     if sent.elapsed() < MAX_CLOCK_SAMPLE {
         shared.clock.learn(db_now, sent_local, shared.clock.local());

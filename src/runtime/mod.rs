@@ -110,6 +110,22 @@ pub(crate) struct Shared {
     pub tasks: Mutex<Tasks>,
     /// Recurring schedules defined in code, and the task that fires their ticks.
     pub recurring: crate::recurring::State,
+    /// Queues configured on this node ([`crate::WorkerBuilder::queue`]).
+    pub queues: HashMap<String, crate::Queue>,
+    /// Jobs claimed here and not yet completed (running or buffered), per queue.
+    pub inflight: Mutex<HashMap<String, usize>>,
+    /// What this node last read of the queues' shared state (paused, global limits).
+    pub queue_states: RwLock<QueueStates>,
+}
+
+/// The queues' shared state as this node last read it: the claim checks pauses itself; this
+/// tells the scheduler which buffered jobs not to start and which queues' claims to lock.
+#[derive(Debug, Default)]
+pub(crate) struct QueueStates {
+    /// When it was read; `None`: read it at the next chance.
+    pub read_at: Option<std::time::Instant>,
+    pub paused: std::collections::HashSet<String>,
+    pub limited: std::collections::HashSet<String>,
 }
 
 /// The runtime's tasks, once started.
@@ -165,6 +181,75 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
             .cloned()
+    }
+
+    /// The queues this node serves, with how many of each may be held here at once (running
+    /// or waiting for a slot; `None`: no limit of its own, it shares the node's slots): the
+    /// ones configured, and those of the kinds it has handlers for.
+    pub fn served_queues(&self) -> Vec<(String, Option<usize>)> {
+        let mut out: Vec<(String, Option<usize>)> = self
+            .queues
+            .values()
+            .map(|q| (q.name.clone(), q.concurrency))
+            .collect();
+        let kinds = self.kinds.read().unwrap_or_else(|e| e.into_inner());
+        for kind in kinds.values().filter(|k| k.has_handler()) {
+            if !out.iter().any(|(name, _)| *name == kind.queue) {
+                out.push((kind.queue.clone(), None));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The queues served here as the node's row records them: `{"name": how many run here at
+    /// once}`.
+    pub fn queues_json(&self) -> String {
+        let map: serde_json::Map<String, serde_json::Value> = self
+            .served_queues()
+            .into_iter()
+            .map(|(name, n)| {
+                let n = n
+                    .unwrap_or(self.config.concurrency)
+                    .min(self.config.concurrency);
+                (name, n.into())
+            })
+            .collect();
+        serde_json::Value::Object(map).to_string()
+    }
+
+    /// How many jobs of `queue` are claimed here and not completed.
+    pub fn inflight(&self, queue: &str) -> usize {
+        let map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(queue).copied().unwrap_or(0)
+    }
+
+    /// A job of `queue` was claimed here.
+    pub fn take_slot(&self, queue: &str) {
+        let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(queue.to_owned()).or_default() += 1;
+    }
+
+    /// A job of `queue` claimed here was completed or given back.
+    pub fn release_slot(&self, queue: &str) {
+        let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(queue) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Whether `queue` was paused when this node last looked.
+    pub fn queue_paused(&self, queue: &str) -> bool {
+        let states = self.queue_states.read().unwrap_or_else(|e| e.into_inner());
+        states.paused.contains(queue)
+    }
+
+    /// Makes the scheduler read the queues' state again before it next starts a job.
+    pub fn queues_changed(&self) {
+        let mut states = self.queue_states.write().unwrap_or_else(|e| e.into_inner());
+        states.read_at = None;
+        drop(states);
+        self.wake.notify_one();
     }
 
     pub fn kind_names(&self) -> Vec<String> {

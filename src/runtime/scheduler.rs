@@ -24,13 +24,17 @@ use super::executor;
 use crate::entity::job;
 use crate::events::JobEvent;
 use crate::state::JobStatus;
-use crate::store::Completion;
+use crate::store::{Completion, QueueRoom};
 
 /// The longest a claimed job waits in the buffer for a slot before it is given back.
 const MAX_BUFFERED: Duration = Duration::from_millis(500);
 
 /// Claims at most this many jobs per statement.
 const CLAIM_BATCH: usize = 100;
+
+/// How old this node's view of paused queues and global limits may get: a pause made on
+/// another node stops buffered jobs here within this (claims see it at once).
+const QUEUE_STATE_TTL: Duration = Duration::from_millis(500);
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     let concurrency = shared.config.concurrency;
@@ -49,6 +53,15 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         if !held {
             // Not ours to start any more: they may be taken over.
             give_back(&shared, &mut ready).await;
+        }
+        refresh_queue_states(&shared).await;
+        // Jobs of a queue paused since they were claimed do not start.
+        if ready.iter().any(|(_, j)| shared.queue_paused(&j.queue)) {
+            let (mut paused, keep): (VecDeque<_>, VecDeque<_>) = ready
+                .drain(..)
+                .partition(|(_, j)| shared.queue_paused(&j.queue));
+            ready = keep;
+            give_back(&shared, &mut paused).await;
         }
         while !ready.is_empty() {
             let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
@@ -73,26 +86,35 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         let kinds = shared.kind_names();
         if held && ready.len() <= low_water && room > 0 {
             let asked = room.min(CLAIM_BATCH);
+            let queues = queue_rooms(&shared, asked);
             match shared
                 .store
-                .claim(&shared.node.id, &kinds, asked, shared.clock.now())
+                .claim(&shared.node.id, &kinds, &queues, asked, shared.clock.now())
                 .await
             {
-                Ok(jobs) => {
-                    let claimed = !jobs.is_empty();
-                    for job in jobs {
+                Ok(claimed) => {
+                    for (job_id, kind) in claimed.staged {
+                        shared.events.send(JobEvent::Status {
+                            job_id,
+                            kind,
+                            status: JobStatus::New,
+                            from: Some(JobStatus::Scheduled),
+                        });
+                    }
+                    let any = !claimed.jobs.is_empty();
+                    for job in claimed.jobs {
+                        shared.take_slot(&job.queue);
                         shared.events.send(JobEvent::Status {
                             job_id: job.id,
                             kind: job.kind.clone(),
                             status: JobStatus::Running,
-                            // New or scheduled: claims do not tell which; both are "waiting".
                             from: Some(JobStatus::New),
                         });
                         // Reachable by aborts and stops while it waits for a slot.
                         shared.registry.signal(job.id);
                         ready.push_back((Instant::now(), job));
                     }
-                    if claimed {
+                    if any {
                         // Start them; refill if the buffer runs low.
                         continue;
                     }
@@ -133,10 +155,70 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     }
 }
 
+/// How many jobs of each queue served here this claim may take: `asked`, or for a queue with a
+/// limit of its own here, that limit less what is claimed here already. (Paused queues are left to the claim, which reads
+/// the pause itself: a resume on another node counts at once.)
+fn queue_rooms(shared: &Shared, asked: usize) -> Vec<QueueRoom> {
+    let states = shared
+        .queue_states
+        .read()
+        .unwrap_or_else(|e| e.into_inner());
+    shared
+        .served_queues()
+        .into_iter()
+        .map(|(name, limit)| QueueRoom {
+            room: match limit {
+                Some(limit) => limit.saturating_sub(shared.inflight(&name)).min(asked),
+                None => asked,
+            },
+            limited: states.limited.contains(&name),
+            name,
+        })
+        .collect()
+}
+
+/// Reads the queues' shared state when it is a second old (or was marked changed). A queue
+/// whose global limit appeared since is claimed without its lock for at most that second.
+async fn refresh_queue_states(shared: &Shared) {
+    let fresh = {
+        let states = shared
+            .queue_states
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        states
+            .read_at
+            .is_some_and(|at| at.elapsed() < QUEUE_STATE_TTL)
+    };
+    if fresh {
+        return;
+    }
+    match shared.store.queue_rows().await {
+        Ok(rows) => {
+            let mut states = shared
+                .queue_states
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            states.read_at = Some(std::time::Instant::now());
+            states.paused = rows
+                .iter()
+                .filter(|q| q.paused)
+                .map(|q| q.name.clone())
+                .collect();
+            states.limited = rows
+                .iter()
+                .filter(|q| q.global_limit.is_some())
+                .map(|q| q.name.clone())
+                .collect();
+        }
+        Err(e) => tracing::warn!("reading the queues' state failed: {e}"),
+    }
+}
+
 /// Gives claimed jobs that never started back to the queue, their attempt refunded.
 async fn give_back(shared: &Shared, ready: &mut VecDeque<(Instant, job::Model)>) {
     for (_, job) in ready.drain(..) {
         shared.registry.remove(job.id);
+        shared.release_slot(&job.queue);
         let completion = Completion {
             job_id: job.id,
             attempt: job.attempt,

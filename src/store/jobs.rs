@@ -1,5 +1,7 @@
 //! Jobs: inserting them (and telling other nodes), reading one, claiming due ones, and the
 //! compare-and-set changes of waiting and running jobs (cancel, update, abort).
+use std::collections::HashMap;
+
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
@@ -121,7 +123,7 @@ impl Store {
 
     /// [`Store::notify`] after a change already committed: a failure only delays the other
     /// nodes until their next poll.
-    async fn notify_after(&self, channel: &str, payload: &str) {
+    pub(super) async fn notify_after(&self, channel: &str, payload: &str) {
         if let Err(e) = self.notify(&self.db, channel, payload).await {
             tracing::warn!("could not notify other nodes on {channel}: {e}");
         }
@@ -135,31 +137,76 @@ impl Store {
             .ok_or(Error::NotFound(id))
     }
 
-    /// Claims up to `limit` due jobs of `kinds` for `node`: each moves to `running` with its
-    /// attempt counted and an attempt row opened, in one transaction.
+    /// In one transaction: stages scheduled jobs that came due (returned as `staged`, `id,
+    /// kind`), then moves up to `limit` due jobs of `kinds` to `running` for `node`, taking
+    /// from each queue at most its room (`queues`: name, room here, whether it may have a
+    /// global limit) and recording each attempt. A queue with a global limit is locked for the
+    /// claim, so claims on several nodes count one after the other.
     pub(crate) async fn claim(
         &self,
         node: &str,
         kinds: &[String],
+        queues: &[QueueRoom],
         limit: usize,
         now: i64,
-    ) -> Result<Vec<job::Model>> {
-        if kinds.is_empty() || limit == 0 {
-            return Ok(Vec::new());
-        }
+    ) -> Result<Claimed> {
         retry_busy(|| async {
             let tx = self.db.begin().await?;
             if let Some(pin) = self.driver.plan_for_claims() {
                 tx.execute_unprepared(pin).await?;
             }
-            let rows = tx
-                .query_all_raw(self.driver.claim(node, kinds, limit as u64, now))
-                .await?;
-            let mut jobs = rows
+            let staged = tx
+                .query_all_raw(self.driver.stage_due(now))
+                .await?
                 .iter()
-                .map(|r| job::Model::from_query_result(r, ""))
-                .collect::<Result<Vec<_>, _>>()?;
-            jobs.sort_by_key(|j| (j.run_at, j.id));
+                .map(|r| Ok((r.try_get_by_index::<i64>(0)?, r.try_get_by_index(1)?)))
+                .collect::<Result<Vec<(i64, String)>>>()?;
+            let mut rooms: Vec<(String, u64)> = queues
+                .iter()
+                .filter(|q| q.room > 0)
+                .map(|q| (q.name.clone(), q.room as u64))
+                .collect();
+            let limited: Vec<&str> = queues
+                .iter()
+                .filter(|q| q.room > 0 && q.limited)
+                .map(|q| q.name.as_str())
+                .collect();
+            if !limited.is_empty() {
+                let limits = tx
+                    .query_all_raw(self.driver.lock_limited_queues(&limited))
+                    .await?;
+                if !limits.is_empty() {
+                    let running: HashMap<String, i64> = tx
+                        .query_all_raw(self.driver.running_in_queues(&limited))
+                        .await?
+                        .iter()
+                        .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
+                        .collect::<Result<_>>()?;
+                    for row in &limits {
+                        let name: String = row.try_get_by_index(0)?;
+                        let limit: i32 = row.try_get_by_index(1)?;
+                        let free = (limit as i64 - running.get(&name).copied().unwrap_or(0)).max(0);
+                        for (queue, room) in rooms.iter_mut() {
+                            if *queue == name {
+                                *room = (*room).min(free as u64);
+                            }
+                        }
+                    }
+                    rooms.retain(|(_, room)| *room > 0);
+                }
+            }
+            let mut jobs = Vec::new();
+            if !kinds.is_empty() && limit > 0 && !rooms.is_empty() {
+                let rows = tx
+                    .query_all_raw(self.driver.claim(node, kinds, &rooms, limit as u64, now))
+                    .await?;
+                jobs = rows
+                    .iter()
+                    .map(|r| job::Model::from_query_result(r, ""))
+                    .collect::<Result<Vec<_>, _>>()?;
+            }
+            // Claim order: the best first.
+            jobs.sort_by_key(|j| (std::cmp::Reverse(j.priority), j.run_at, j.id));
             if !jobs.is_empty() {
                 let attempts = jobs.iter().map(|j| job_attempt::ActiveModel {
                     id: NotSet,
@@ -176,12 +223,24 @@ impl Store {
                     .await?;
             }
             tx.commit().await?;
-            Ok(jobs)
+            Ok(Claimed { jobs, staged })
         })
         .await
     }
 
-    /// When the earliest waiting job of `kinds` is due, if any.
+    /// Whether a job of `kinds` on `queues` is due and its queue not paused.
+    pub(crate) async fn any_ready(&self, kinds: &[String], queues: &[String]) -> Result<bool> {
+        if kinds.is_empty() || queues.is_empty() {
+            return Ok(false);
+        }
+        Ok(self
+            .db
+            .query_one_raw(self.driver.ready_one(kinds, queues))
+            .await?
+            .is_some())
+    }
+
+    /// When the earliest scheduled job of `kinds` is due, if any.
     pub(crate) async fn next_due(&self, kinds: &[String]) -> Result<Option<i64>> {
         if kinds.is_empty() {
             return Ok(None);
@@ -299,6 +358,23 @@ impl Store {
     }
 }
 
+/// A queue a claim takes from: how many of its jobs this node may start now, and whether it
+/// may have a limit across nodes (then the claim locks its row and counts its running jobs).
+#[derive(Debug, Clone)]
+pub(crate) struct QueueRoom {
+    pub name: String,
+    pub room: usize,
+    pub limited: bool,
+}
+
+/// What a claim did: the jobs it moved to `running` (best first) and the scheduled jobs it
+/// found due and moved to `new` (`id, kind`).
+#[derive(Debug, Default)]
+pub(crate) struct Claimed {
+    pub jobs: Vec<job::Model>,
+    pub staged: Vec<(i64, String)>,
+}
+
 /// The states in which a job holds its uniqueness key (spelled as in the unique index).
 const HOLDS_KEY: [&str; 4] = ["new", "scheduled", "running", "aborting"];
 
@@ -337,5 +413,7 @@ fn row(j: &JobInsert, now: i64) -> job::ActiveModel {
         results_dropped: Set(0),
         search: Set(j.search.clone()),
         unique_key: Set(j.unique_key.clone()),
+        priority: Set(j.priority),
+        tags: Set(j.tags.clone()),
     }
 }

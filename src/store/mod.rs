@@ -9,6 +9,7 @@ mod driver;
 mod jobs;
 mod list;
 mod nodes;
+mod queues;
 mod reads;
 mod recurring;
 mod reports;
@@ -20,6 +21,7 @@ use crate::state::JobStatus;
 
 pub use connect::{connect, is_unavailable};
 use driver::Driver;
+pub(crate) use jobs::QueueRoom;
 pub use list::{COUNT_CAP, JobFilter};
 pub use reads::ResultSummary;
 pub(crate) use recurring::{RecurringDef, RecurringInsert};
@@ -48,6 +50,10 @@ pub(crate) struct JobInsert {
     pub created_by: Option<String>,
     /// At most one job of the kind with this key waits or runs.
     pub unique_key: Option<String>,
+    /// 0 to 9, larger first.
+    pub priority: i32,
+    /// As stored: a JSON array, or `None`.
+    pub tags: Option<String>,
 }
 
 /// How an attempt ended, as the completer writes it.
@@ -201,10 +207,11 @@ impl Store {
         &self,
         node: &str,
         kinds: &[String],
+        queues: &[(String, u64)],
         limit: u64,
         now: i64,
     ) -> sea_orm::Statement {
-        self.driver.claim(node, kinds, limit, now)
+        self.driver.claim(node, kinds, queues, limit, now)
     }
 
     /// What the claim's transaction runs first to pin its plan (PostgreSQL), for the bench's

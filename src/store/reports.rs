@@ -1,6 +1,6 @@
 //! What attempts report, written in batches: log lines, result rows and progress, each fenced
 //! to the attempt that made it, and completions, one statement per batch.
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
@@ -8,6 +8,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
 };
 
+use super::driver::StatRow;
 use super::*;
 use crate::context::ResultCell;
 use crate::entity::{job, job_log, job_result};
@@ -304,6 +305,7 @@ impl Store {
         now: i64,
     ) -> Result<Vec<(&'c Completion, Completed)>> {
         let mut landed = Vec::with_capacity(batch.len());
+        let mut stats: BTreeMap<(i64, String, String), StatRow> = BTreeMap::new();
         let mut rest: Vec<&Completion> = batch.iter().collect();
         while !rest.is_empty() {
             // One completion per job in a statement; a second one for the same job (a rescue
@@ -313,7 +315,7 @@ impl Store {
                 rest.into_iter().partition(|c| seen.insert(c.job_id));
             rest = later;
             let owned: Vec<Completion> = round.iter().map(|c| (*c).clone()).collect();
-            let mut changed: HashMap<i64, (JobStatus, String, Option<String>)> = HashMap::new();
+            let mut changed: HashMap<i64, Changed> = HashMap::new();
             for row in tx
                 .query_all_raw(self.driver.complete_many(&owned, now))
                 .await?
@@ -324,12 +326,25 @@ impl Store {
                     status.parse().map_err(|e| Error::Corrupt(format!("{e}")))?;
                 changed.insert(
                     id,
-                    (status, row.try_get_by_index(2)?, row.try_get_by_index(3)?),
+                    Changed {
+                        status,
+                        kind: row.try_get_by_index(2)?,
+                        error: row.try_get_by_index(3)?,
+                        queue: row.try_get_by_index(4)?,
+                        started_at: row.try_get_by_index(5)?,
+                    },
                 );
             }
             let mut attempts = Vec::with_capacity(changed.len());
             for c in round {
-                let Some((status, kind, error)) = changed.remove(&c.job_id) else {
+                let Some(Changed {
+                    status,
+                    kind,
+                    error,
+                    queue,
+                    started_at,
+                }) = changed.remove(&c.job_id)
+                else {
                     tracing::warn!(
                         job_id = c.job_id,
                         attempt = c.attempt,
@@ -348,6 +363,9 @@ impl Store {
                     self.forget_results(tx, c.job_id, c.attempt).await?;
                 }
                 attempts.push((c.job_id, c.attempt, outcome, error, c.at));
+                if !c.refund_attempt {
+                    count_stat(&mut stats, c, status, &queue, &kind, started_at);
+                }
                 landed.push((
                     c,
                     Completed {
@@ -363,6 +381,12 @@ impl Store {
                     .map(|(id, a, o, e, at)| (*id, *a, *o, e.as_deref(), *at))
                     .collect();
                 tx.execute_raw(self.driver.finish_attempts(&rows)).await?;
+            }
+        }
+        if !stats.is_empty() {
+            let rows: Vec<StatRow> = stats.into_values().collect();
+            for chunk in rows.chunks(500) {
+                tx.execute_raw(self.driver.add_stats(chunk)).await?;
             }
         }
         Ok(landed)
@@ -391,5 +415,44 @@ impl Store {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// A job as a completion left it.
+struct Changed {
+    status: JobStatus,
+    kind: String,
+    error: Option<String>,
+    queue: String,
+    started_at: Option<i64>,
+}
+
+/// Counts a finished attempt in its minute's row (by the completion's time).
+fn count_stat(
+    stats: &mut BTreeMap<(i64, String, String), StatRow>,
+    c: &Completion,
+    status: JobStatus,
+    queue: &str,
+    kind: &str,
+    started_at: Option<i64>,
+) {
+    let minute = c.at - c.at.rem_euclid(60_000);
+    let row = stats
+        .entry((minute, queue.to_owned(), kind.to_owned()))
+        .or_insert_with(|| StatRow {
+            minute,
+            queue: queue.to_owned(),
+            kind: kind.to_owned(),
+            ..StatRow::default()
+        });
+    match status {
+        JobStatus::Done => row.done += 1,
+        JobStatus::Exception | JobStatus::Killed => row.failed += 1,
+        JobStatus::Cancelled => row.cancelled += 1,
+        JobStatus::New | JobStatus::Scheduled => row.retried += 1,
+        JobStatus::Running | JobStatus::Aborting => {}
+    }
+    if let Some(start) = started_at {
+        row.run_ms += Ord::max(c.at - start, 0);
     }
 }

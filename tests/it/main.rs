@@ -18,6 +18,7 @@ mod phone;
 mod polish;
 mod postgres;
 mod process;
+mod queues;
 mod recurring;
 mod regressions;
 mod secrets;

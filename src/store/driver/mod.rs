@@ -29,9 +29,13 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
     /// How the claim's inner select locks the rows it picks ("" where one writer is enough).
     fn claim_lock(&self) -> &'static str;
 
-    /// How the claim names the partial index of waiting jobs in claim order, where the planner
+    /// How the claim names the partial index of due jobs in claim order, where the planner
     /// needs telling ("" where it finds it by itself).
-    fn due_index(&self) -> &'static str;
+    fn ready_index(&self) -> &'static str;
+
+    /// How the stager and the next-due look-up name the partial index of scheduled jobs in due
+    /// order, where the planner needs telling.
+    fn scheduled_index(&self) -> &'static str;
 
     /// How the completer's fence locks the rows it reads ("" where one writer is enough).
     fn fence_lock(&self) -> &'static str;
@@ -61,34 +65,79 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
         None
     }
 
-    /// Moves up to `limit` due jobs of `kinds` to `running` for `node`, oldest due first; an
-    /// attempt starts with its own progress and error count.
-    fn claim(&self, node: &str, kinds: &[String], limit: u64, now: i64) -> Statement {
+    /// Moves scheduled jobs that have come due to `new` (oldest first, at most 1,000 a round),
+    /// where claims find them in priority order. Returns `id, kind` of each.
+    fn stage_due(&self, now: i64) -> Statement {
+        let sql = format!(
+            "UPDATE nightshift_jobs SET status = 'new', updated_at = ? \
+             WHERE id IN (SELECT id FROM nightshift_jobs{} \
+               WHERE status = 'scheduled' AND run_at <= ? ORDER BY run_at, id LIMIT 1000{}) \
+             AND status = 'scheduled' \
+             RETURNING id, kind",
+            self.scheduled_index(),
+            self.claim_lock()
+        );
+        self.stmt(&sql, vec![now.into(), now.into()])
+    }
+
+    /// Moves up to `limit` due jobs of `kinds` to `running` for `node`: from each queue in
+    /// `queues` at most its room, skipping paused queues, highest priority first, then oldest
+    /// due. Each queue is one range of the `nightshift_jobs_ready` index, read from its start;
+    /// an attempt starts with its own progress and error count.
+    fn claim(
+        &self,
+        node: &str,
+        kinds: &[String],
+        queues: &[(String, u64)],
+        limit: u64,
+        now: i64,
+    ) -> Statement {
+        let mut values: Vec<Value> = vec![now.into(), now.into(), node.into()];
+        let mut branches = Vec::with_capacity(queues.len());
+        for (i, (queue, room)) in queues.iter().enumerate() {
+            branches.push(format!(
+                "SELECT id, priority, run_at FROM (SELECT id, priority, run_at \
+                 FROM nightshift_jobs{index} \
+                 WHERE status = 'new' AND queue = ? AND kind IN ({kinds}) AND run_at <= ? \
+                 AND NOT EXISTS (SELECT 1 FROM nightshift_queues p WHERE p.name = ? AND p.paused) \
+                 ORDER BY priority DESC, run_at, id LIMIT ?{lock}) AS q{i}",
+                index = self.ready_index(),
+                kinds = placeholders(kinds.len()),
+                lock = self.claim_lock(),
+            ));
+            values.push(queue.as_str().into());
+            values.extend(kinds.iter().map(|k| Value::from(k.as_str())));
+            values.push(now.into());
+            values.push(queue.as_str().into());
+            values.push((*room.min(&limit) as i64).into());
+        }
+        // One queue: its range is the answer. Several: the best of their heads.
+        let picked = if branches.len() == 1 {
+            branches.remove(0)
+        } else {
+            values.push((limit as i64).into());
+            format!(
+                "SELECT id FROM ({}) AS c ORDER BY priority DESC, run_at, id LIMIT ?",
+                branches.join(" UNION ALL ")
+            )
+        };
         let sql = format!(
             "UPDATE nightshift_jobs SET status = 'running', attempt = attempt + 1, \
              started_at = ?, updated_at = ?, finished_at = NULL, locked_by = ?, \
              progress = 0, progress_text = NULL, error_rows = 0 \
-             WHERE id IN (SELECT id FROM nightshift_jobs{} \
-               WHERE status IN ('new', 'scheduled') AND run_at <= ? AND kind IN ({}) \
-               ORDER BY run_at, id LIMIT ?{}) \
-             AND status IN ('new', 'scheduled') \
-             RETURNING *",
-            self.due_index(),
-            placeholders(kinds.len()),
-            self.claim_lock()
+             WHERE id IN (SELECT id FROM ({picked}) AS picked) AND status = 'new' \
+             RETURNING *"
         );
-        let mut values: Vec<Value> = vec![now.into(), now.into(), node.into(), now.into()];
-        values.extend(kinds.iter().map(|k| Value::from(k.as_str())));
-        values.push((limit as i64).into());
         self.stmt(&sql, values)
     }
 
-    /// The earliest `run_at` among waiting jobs of `kinds`.
+    /// The earliest `run_at` among scheduled jobs of `kinds` (due jobs are `new`: a claim
+    /// takes them or their queue is full or paused).
     fn next_due(&self, kinds: &[String]) -> Statement {
         let sql = format!(
             "SELECT MIN(run_at) FROM nightshift_jobs{} \
-             WHERE status IN ('new', 'scheduled') AND kind IN ({})",
-            self.due_index(),
+             WHERE status = 'scheduled' AND kind IN ({})",
+            self.scheduled_index(),
             placeholders(kinds.len())
         );
         self.stmt(
@@ -97,10 +146,53 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
         )
     }
 
+    /// One due job of `kinds` on `queues` that no pause holds back, if any.
+    fn ready_one(&self, kinds: &[String], queues: &[String]) -> Statement {
+        let sql = format!(
+            "SELECT id FROM nightshift_jobs WHERE status = 'new' AND kind IN ({}) \
+             AND queue IN ({}) AND queue NOT IN (SELECT name FROM nightshift_queues WHERE paused) \
+             LIMIT 1",
+            placeholders(kinds.len()),
+            placeholders(queues.len())
+        );
+        let values = kinds
+            .iter()
+            .chain(queues)
+            .map(|v| Value::from(v.as_str()))
+            .collect();
+        self.stmt(&sql, values)
+    }
+
+    /// Locks the rows of `queues` that have a global limit (until the transaction ends, so
+    /// claims on other nodes count after this one); returns `name, global_limit`.
+    fn lock_limited_queues(&self, queues: &[&str]) -> Statement {
+        self.stmt(
+            &format!(
+                "SELECT name, global_limit FROM nightshift_queues \
+                 WHERE name IN ({}) AND global_limit IS NOT NULL ORDER BY name{}",
+                placeholders(queues.len()),
+                self.fence_lock()
+            ),
+            queues.iter().map(|q| Value::from(*q)).collect(),
+        )
+    }
+
+    /// How many jobs of each of `queues` run (or are being aborted), on any node.
+    fn running_in_queues(&self, queues: &[&str]) -> Statement {
+        self.stmt(
+            &format!(
+                "SELECT queue, COUNT(*) FROM nightshift_jobs \
+                 WHERE status IN ('running', 'aborting') AND queue IN ({}) GROUP BY queue",
+                placeholders(queues.len())
+            ),
+            queues.iter().map(|q| Value::from(*q)).collect(),
+        )
+    }
+
     /// Ends (or requeues) a batch of attempts in one statement, each only if its job is still
     /// that attempt on that node. A job marked `aborting` ends `killed` whatever the handler
     /// returned; a handler that returned Ok but reported error rows ends in `exception`.
-    /// Returns `id, status, kind, error` of each job that changed.
+    /// Returns `id, status, kind, error, queue, started_at` of each job that changed.
     fn complete_many(&self, batch: &[Completion], now: i64) -> Statement {
         let rows: Vec<serde_json::Value> = batch
             .iter()
@@ -140,12 +232,41 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
              FROM {rows} \
              WHERE {j}.id = c.id AND {j}.attempt = c.attempt AND {j}.locked_by = c.node \
              AND {j}.status IN ('running', 'aborting') \
-             RETURNING {j}.id, {j}.status, {j}.kind, {j}.error",
+             RETURNING {j}.id, {j}.status, {j}.kind, {j}.error, {j}.queue, {j}.started_at",
             rows = self.completion_rows()
         );
         let json = serde_json::Value::Array(rows).to_string();
         // Placeholders in text order: updated_at, then the rows.
         self.stmt(&sql, vec![now.into(), json.into()])
+    }
+
+    /// Adds finished attempts to the per-minute counts (`rows` sorted by key, so that
+    /// completers on several nodes lock them in one order).
+    fn add_stats(&self, rows: &[StatRow]) -> Statement {
+        let mut values: Vec<Value> = Vec::with_capacity(rows.len() * 8);
+        for r in rows {
+            values.extend([
+                r.minute.into(),
+                r.queue.clone().into(),
+                r.kind.clone().into(),
+                r.done.into(),
+                r.failed.into(),
+                r.retried.into(),
+                r.cancelled.into(),
+                r.run_ms.into(),
+            ]);
+        }
+        let s = "nightshift_stats";
+        let sql = format!(
+            "INSERT INTO {s} (minute, queue, kind, done, failed, retried, cancelled, run_ms) \
+             VALUES {} \
+             ON CONFLICT (minute, queue, kind) DO UPDATE SET \
+             done = {s}.done + excluded.done, failed = {s}.failed + excluded.failed, \
+             retried = {s}.retried + excluded.retried, \
+             cancelled = {s}.cancelled + excluded.cancelled, run_ms = {s}.run_ms + excluded.run_ms",
+            vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; rows.len()].join(", ")
+        );
+        self.stmt(&sql, values)
     }
 
     /// Closes a batch of attempt records (`job, attempt, outcome, error`) in one statement. An
@@ -195,15 +316,16 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
         )
     }
 
-    /// Renews `node`'s heartbeat at the database's time; returns that time.
-    fn heartbeat(&self, node: &str) -> Statement {
+    /// Renews `node`'s heartbeat at the database's time, with the queues it serves now;
+    /// returns that time.
+    fn heartbeat(&self, node: &str, queues: &str) -> Statement {
         self.stmt(
             &format!(
-                "UPDATE nightshift_nodes SET heartbeat_at = {} WHERE id = ? \
+                "UPDATE nightshift_nodes SET heartbeat_at = {}, queues = ? WHERE id = ? \
                  RETURNING heartbeat_at",
                 self.now_sql()
             ),
-            vec![node.into()],
+            vec![queues.into(), node.into()],
         )
     }
 
@@ -212,8 +334,8 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
         self.stmt(
             &format!(
                 "INSERT INTO nightshift_nodes \
-                 (id, hostname, pid, started_at, heartbeat_at, host, boot_id, version) \
-                 VALUES (?, ?, ?, ?, {}, ?, ?, ?) RETURNING heartbeat_at",
+                 (id, hostname, pid, started_at, heartbeat_at, host, boot_id, version, queues) \
+                 VALUES (?, ?, ?, ?, {}, ?, ?, ?, ?) RETURNING heartbeat_at",
                 self.now_sql()
             ),
             vec![
@@ -224,6 +346,7 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
                 n.host.clone().into(),
                 n.boot_id.clone().into(),
                 n.version.clone().into(),
+                n.queues.clone().into(),
             ],
         )
     }
@@ -261,6 +384,23 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
             vec![excess.into(), excess.into(), job_id.into()],
         )
     }
+}
+
+/// One minute's finished attempts of one kind on one queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct StatRow {
+    /// The minute's start, ms since the Unix epoch.
+    pub minute: i64,
+    pub queue: String,
+    pub kind: String,
+    pub done: i32,
+    /// Ended `exception` or `killed`.
+    pub failed: i32,
+    /// Failed with a retry to come (or snoozed).
+    pub retried: i32,
+    pub cancelled: i32,
+    /// Time spent running, summed.
+    pub run_ms: i64,
 }
 
 /// The driver for a database.

@@ -29,7 +29,11 @@ impl Driver for Postgres {
         " FOR UPDATE SKIP LOCKED"
     }
 
-    fn due_index(&self) -> &'static str {
+    fn ready_index(&self) -> &'static str {
+        ""
+    }
+
+    fn scheduled_index(&self) -> &'static str {
         ""
     }
 

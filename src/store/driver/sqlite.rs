@@ -25,9 +25,13 @@ impl Driver for Sqlite {
         ""
     }
 
-    fn due_index(&self) -> &'static str {
+    fn ready_index(&self) -> &'static str {
         // Without statistics SQLite prefers (status, run_at) and sorts every waiting job.
-        " INDEXED BY nightshift_jobs_due"
+        " INDEXED BY nightshift_jobs_ready"
+    }
+
+    fn scheduled_index(&self) -> &'static str {
+        " INDEXED BY nightshift_jobs_scheduled"
     }
 
     fn fence_lock(&self) -> &'static str {
