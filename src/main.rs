@@ -62,6 +62,9 @@ enum Command {
         /// The backlog drained (and the jobs in the table for the admin figure).
         #[arg(long, default_value_t = 100_000)]
         jobs: u64,
+        /// Drain backlogs spread over 4 queues with priorities 0-9, beside a paused queue.
+        #[arg(long)]
+        queues: bool,
     },
     /// Manage operators.
     Operator {
@@ -232,9 +235,11 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             database_url,
             json,
             jobs,
+            queues,
         } => {
             let opts = nightshift::bench::Options {
                 database_url,
+                queues,
                 ..nightshift::bench::Options::new(jobs)
             };
             let report = nightshift::bench::run(&opts).await?;

@@ -104,6 +104,9 @@ pub struct QueueInfo {
 /// How many minutes of throughput the Queues page shows.
 pub const THROUGHPUT_MINUTES: usize = 15;
 
+/// How long per-minute counts of finished jobs are kept (14 days).
+pub const STATS_KEPT_MS: i64 = 14 * 24 * 3600 * 1000;
+
 /// Checks a queue name: 1 to 64 letters, digits, `-`, `_`, `.` or `:`.
 pub fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()

@@ -3,18 +3,18 @@
 //! ```text
 //!            ┌──────── update ────────┐
 //!            ▼                        │
-//!   new ◄──────────► scheduled ───────┘        (update moves between the two)
-//!    │  \           /    │
-//!    │   cancel    cancel│
-//!    │      ▼     ▼      │
-//!    │    cancelled      │
-//!    └──── claim ────────┘
-//!              ▼
-//!           running ──── abort ───► aborting ───► killed
-//!              │  │  └─ handler cancels ─► cancelled
-//!              │  └─ retry / snooze / shutdown ─► new | scheduled  (attempt kept or given back)
-//!              ▼                       │
-//!        done | exception ◄────────────┘ (never: an aborted job always ends killed)
+//!   new ◄──────────► scheduled ───────┘   (update moves between the two; a claim first
+//!    │  \           /                      stages scheduled jobs that came due to new)
+//!    │   cancel    cancel
+//!    │      ▼     ▼
+//!    │    cancelled
+//!  claim (new only)
+//!    ▼
+//!  running ──── abort ───► aborting ───► killed
+//!    │  │  └─ handler cancels ─► cancelled
+//!    │  └─ retry / snooze / shutdown ─► new | scheduled  (attempt kept or given back)
+//!    ▼
+//!  done | exception        (an aborting job ends killed, whatever its handler returns)
 //! ```
 //!
 //! The store applies every transition as a compare-and-set (`UPDATE … WHERE id = ? AND status IN
@@ -63,10 +63,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
-    /// Waiting for a free worker. Reached by enqueueing, by an update without a future time, by a
-    /// retry without backoff, and by a graceful shutdown giving an interrupted job back.
+    /// Waiting for a free worker (always due: claims take only `new` jobs). Reached by
+    /// enqueueing, by a scheduled job coming due, by an update without a future time, by a retry
+    /// without backoff, and by a graceful shutdown giving an interrupted job back.
     New,
-    /// Waiting for its time: a scheduled job, or a failed attempt waiting out its backoff.
+    /// Waiting for its time: a scheduled job, or a failed attempt waiting out its backoff. It
+    /// becomes `new` when it comes due (staged by the next claim, in the claim's transaction).
     Scheduled,
     /// A handler is executing it on the node named in `locked_by`.
     Running,

@@ -17,6 +17,29 @@ pub(crate) const CHUNK: u64 = 1_000;
 /// Jobs the ceiling claims per statement: the scheduler's own largest claim.
 pub(crate) const CEILING_BATCH: u64 = 100;
 
+/// `--queues`: the backlog is spread over this many queues, with priorities 0 to 9 …
+const MIXED_QUEUES: usize = 4;
+/// … beside a paused queue holding a tenth as many jobs again, which the drains step over.
+const PAUSED_QUEUE: &str = "bench-paused";
+
+fn mixed_queue(i: u64) -> String {
+    format!("bench-{}", i as usize % MIXED_QUEUES)
+}
+
+/// The drains' worker: with `mixed`, it serves the bench's queues and the paused one is paused.
+async fn drain_worker(url: &str, mixed: bool) -> anyhow::Result<Worker> {
+    if !mixed {
+        return worker(url).await;
+    }
+    let mut builder = Worker::builder().database_url(url);
+    for i in 0..MIXED_QUEUES as u64 {
+        builder = builder.queue(crate::Queue::new(mixed_queue(i)));
+    }
+    let worker = builder.queue(crate::Queue::new(PAUSED_QUEUE)).build().await?;
+    worker.pause_queue(PAUSED_QUEUE, "bench").await?;
+    Ok(worker)
+}
+
 /// One drain.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Drain {
@@ -90,26 +113,53 @@ pub(crate) fn register_noop(worker: &Worker) -> anyhow::Result<Counter> {
 }
 
 /// `n` no-op jobs due now, by `insert_many` in chunks of [`CHUNK`]; returns jobs per second.
-pub(crate) async fn fill(worker: &Worker, n: u64, progress: &Progress) -> anyhow::Result<f64> {
+/// With `mixed`, spread over the bench's queues with priorities 0 to 9, and a tenth as many
+/// again on the paused queue.
+pub(crate) async fn fill(
+    worker: &Worker,
+    n: u64,
+    mixed: bool,
+    progress: &Progress,
+) -> anyhow::Result<f64> {
     let t = Instant::now();
     let mut done = 0;
     while done < n {
         let k = CHUNK.min(n - done);
-        let jobs = (0..k)
-            .map(|_| NewJob::from_value(NOOP, serde_json::json!({})))
+        let jobs = (done..done + k)
+            .map(|i| {
+                let job = NewJob::from_value(NOOP, serde_json::json!({}));
+                if mixed {
+                    job.queue(mixed_queue(i)).priority((i % 10) as i32)
+                } else {
+                    job
+                }
+            })
             .collect();
         worker.insert_many(jobs).await?;
         done += k;
         progress.update(format!("filling {} / {}", group(done), group(n)));
     }
-    Ok(n as f64 / t.elapsed().as_secs_f64())
+    let per_s = n as f64 / t.elapsed().as_secs_f64();
+    if mixed {
+        let mut held = 0;
+        while held < n / 10 {
+            let k = CHUNK.min(n / 10 - held);
+            let jobs = (0..k)
+                .map(|_| NewJob::from_value(NOOP, serde_json::json!({})).queue(PAUSED_QUEUE))
+                .collect();
+            worker.insert_many(jobs).await?;
+            held += k;
+        }
+    }
+    Ok(per_s)
 }
 
 /// Waits until no job is waiting or running any more (read through the read pool, polled).
 async fn wait_finished(worker: &Worker) -> anyhow::Result<()> {
     let db = worker.store().reader();
     let sql = "SELECT 1 FROM nightshift_jobs \
-               WHERE status IN ('new', 'scheduled', 'running', 'aborting') LIMIT 1";
+               WHERE status IN ('new', 'scheduled', 'running', 'aborting') \
+               AND queue <> 'bench-paused' LIMIT 1";
     let stmt = Statement::from_string(db.get_database_backend(), sql);
     let deadline = Instant::now() + Duration::from_secs(120);
     while db.query_one_raw(stmt.clone()).await?.is_some() {
@@ -151,11 +201,12 @@ pub(crate) async fn drain(
     url: String,
     depth: u64,
     sample_rss: bool,
+    mixed: bool,
     progress: &Progress,
 ) -> anyhow::Result<Drain> {
-    let worker = worker(&url).await?;
+    let worker = drain_worker(&url, mixed).await?;
     let counter = register_noop(&worker)?;
-    let fill_per_s = fill(&worker, depth, progress).await?;
+    let fill_per_s = fill(&worker, depth, mixed, progress).await?;
     let peak = Arc::new(AtomicU64::new(0));
     let sampling = tokio_util::sync::CancellationToken::new();
     if sample_rss {
@@ -228,16 +279,26 @@ async fn check_all_done(worker: &Worker, depth: u64) -> anyhow::Result<()> {
 /// `drain_ceiling_per_s`: the same backlog drained by bare SQL on the same table: claim
 /// [`CEILING_BATCH`] with the engine's own claim statement, mark them done with one UPDATE,
 /// repeat until none is left.
-pub(crate) async fn ceiling(url: String, depth: u64, progress: &Progress) -> anyhow::Result<f64> {
-    let worker = worker(&url).await?;
+pub(crate) async fn ceiling(
+    url: String,
+    depth: u64,
+    mixed: bool,
+    progress: &Progress,
+) -> anyhow::Result<f64> {
+    let worker = drain_worker(&url, mixed).await?;
     register_noop(&worker)?;
-    fill(&worker, depth, progress).await?;
-    let out = ceiling_loop(&worker, depth, progress).await;
+    fill(&worker, depth, mixed, progress).await?;
+    let out = ceiling_loop(&worker, depth, mixed, progress).await;
     stop(worker).await;
     out
 }
 
-async fn ceiling_loop(worker: &Worker, depth: u64, progress: &Progress) -> anyhow::Result<f64> {
+async fn ceiling_loop(
+    worker: &Worker,
+    depth: u64,
+    mixed: bool,
+    progress: &Progress,
+) -> anyhow::Result<f64> {
     let store = worker.store();
     let db = store.connection();
     let backend = db.get_database_backend();
@@ -246,7 +307,16 @@ async fn ceiling_loop(worker: &Worker, depth: u64, progress: &Progress) -> anyho
     let t = Instant::now();
     loop {
         let now = crate::clock::now_ms();
-        let queues = [("default".to_owned(), CEILING_BATCH)];
+        let queues: Vec<(String, u64)> = if mixed {
+            (0..=MIXED_QUEUES as u64)
+                .map(|i| match i as usize {
+                    MIXED_QUEUES => (PAUSED_QUEUE.to_owned(), CEILING_BATCH),
+                    _ => (mixed_queue(i), CEILING_BATCH),
+                })
+                .collect()
+        } else {
+            vec![("default".to_owned(), CEILING_BATCH)]
+        };
         let claim = store.claim_statement("bench-ceiling", &kinds, &queues, CEILING_BATCH, now);
         let claimed = match store.claim_plan() {
             Some(pin) => {

@@ -57,6 +57,9 @@ pub struct Options {
     pub sse_lines: u64,
     /// A progress line on stderr.
     pub progress: bool,
+    /// Drain backlogs spread over 4 queues with priorities 0–9, beside a paused queue holding
+    /// a tenth as many jobs again (`--queues`).
+    pub queues: bool,
 }
 
 impl Options {
@@ -74,6 +77,7 @@ impl Options {
             sse_subscribers: 1_000,
             sse_lines: 5_000,
             progress: true,
+            queues: false,
         }
     }
 
@@ -389,7 +393,7 @@ async fn run_on(target: &Target, opts: &Options) -> anyhow::Result<Report> {
         let last = *depth == opts.jobs;
         let d = target
             .with_db(&format!("drain-{depth}"), |url| {
-                drain::drain(url, *depth, last, &progress)
+                drain::drain(url, *depth, last, opts.queues, &progress)
             })
             .await?;
         by_depth.insert(depth.to_string(), Value::from(round1(d.per_s)));
@@ -403,7 +407,9 @@ async fn run_on(target: &Target, opts: &Options) -> anyhow::Result<Report> {
 
     progress.step(format!("bare SQL ceiling, {} queued", group(opts.jobs)));
     let ceiling = target
-        .with_db("ceiling", |url| drain::ceiling(url, opts.jobs, &progress))
+        .with_db("ceiling", |url| {
+            drain::ceiling(url, opts.jobs, opts.queues, &progress)
+        })
         .await?;
 
     progress.step(format!(

@@ -79,7 +79,7 @@ pub(crate) async fn admin_list(
 ) -> anyhow::Result<AdminList> {
     let worker = worker(&url).await?;
     let counter = register_noop(&worker)?;
-    fill(&worker, jobs, progress).await?;
+    fill(&worker, jobs, false, progress).await?;
     let server = Server::start(&worker).await?;
     let pages = [("all", "/workers"), ("done", "/workers?status=done")];
     let out = async {

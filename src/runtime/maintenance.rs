@@ -131,6 +131,11 @@ pub(crate) async fn once(
     let orphans = shared.store.orphans(&turn).await?;
     turn.commit().await?;
     rescue(shared, orphans);
+    // Per-minute counts are kept for the charts' longest span.
+    shared
+        .store
+        .prune_stats(db_now - crate::queue::STATS_KEPT_MS)
+        .await?;
     Ok(())
 }
 

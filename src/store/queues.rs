@@ -88,6 +88,20 @@ impl Store {
         Ok(())
     }
 
+    /// Drops the per-minute counts of minutes before `before` (ms).
+    pub(crate) async fn prune_stats(&self, before: i64) -> Result<()> {
+        retry_busy(|| async {
+            self.db
+                .execute_raw(self.driver.stmt(
+                    "DELETE FROM nightshift_stats WHERE minute < ?",
+                    vec![before.into()],
+                ))
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Every queue that has a row, jobs waiting or running, or a node serving it, as the
     /// Queues page shows it. `now`: the database's time, in ms.
     pub(crate) async fn queue_overview(&self, now: i64) -> Result<Vec<QueueInfo>> {

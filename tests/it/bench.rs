@@ -4,9 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tiny_bench_reports_every_figure() {
-    let dir = tempfile::tempdir().unwrap();
+fn tiny(dir: &tempfile::TempDir) -> nightshift::bench::Options {
     let mut opts = nightshift::bench::Options::new(200);
     opts.database_url = Some(format!(
         "sqlite://{}?mode=rwc",
@@ -21,6 +19,13 @@ async fn a_tiny_bench_reports_every_figure() {
     opts.sse_subscribers = 10;
     opts.sse_lines = 100;
     opts.progress = false;
+    opts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_bench_reports_every_figure() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = tiny(&dir);
     let report = nightshift::bench::run(&opts).await.unwrap();
     let json = report.to_json();
     let text = serde_json::to_string_pretty(&json).unwrap();
@@ -107,4 +112,18 @@ async fn a_tiny_bench_reports_every_figure() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
     assert!(matches!(json, Value::Object(_)));
+}
+
+/// `--queues`: the backlog spread over queues and priorities drains completely (bare SQL too)
+/// past a paused queue whose jobs stay put.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queues_mix_drains_every_job_past_a_paused_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = tiny(&dir);
+    opts.queues = true;
+    let json = nightshift::bench::run(&opts).await.unwrap().to_json();
+    for key in ["drain_per_s", "drain_ceiling_per_s"] {
+        let v = json[key].as_f64().unwrap();
+        assert!(v.is_finite() && v > 0.0, "{key} = {v}");
+    }
 }
