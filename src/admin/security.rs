@@ -484,6 +484,14 @@ fn describe(method: &Method, path: &str) -> (&'static str, Option<String>) {
             },
             Some(format!("recurring:{id}")),
         ),
+        ("POST", ["queues", name, verb]) => (
+            match *verb {
+                "pause" => "pause_queue",
+                "resume" => "resume_queue",
+                _ => "request",
+            },
+            Some(format!("queue:{name}")),
+        ),
         ("POST", ["login"]) => ("login", None),
         ("POST", ["logout"]) => ("logout", None),
         ("POST", ["setup"]) => ("setup", None),

@@ -35,7 +35,10 @@ async fn drain_worker(url: &str, mixed: bool) -> anyhow::Result<Worker> {
     for i in 0..MIXED_QUEUES as u64 {
         builder = builder.queue(crate::Queue::new(mixed_queue(i)));
     }
-    let worker = builder.queue(crate::Queue::new(PAUSED_QUEUE)).build().await?;
+    let worker = builder
+        .queue(crate::Queue::new(PAUSED_QUEUE))
+        .build()
+        .await?;
     worker.pause_queue(PAUSED_QUEUE, "bench").await?;
     Ok(worker)
 }
@@ -309,9 +312,13 @@ async fn ceiling_loop(
         let now = crate::clock::now_ms();
         let queues: Vec<(String, u64)> = if mixed {
             (0..=MIXED_QUEUES as u64)
-                .map(|i| match i as usize {
-                    MIXED_QUEUES => (PAUSED_QUEUE.to_owned(), CEILING_BATCH),
-                    _ => (mixed_queue(i), CEILING_BATCH),
+                .map(|i| {
+                    // The scheduler's shares: the batch split between the queues.
+                    let share = CEILING_BATCH / MIXED_QUEUES as u64;
+                    match i as usize {
+                        MIXED_QUEUES => (PAUSED_QUEUE.to_owned(), share),
+                        _ => (mixed_queue(i), share),
+                    }
                 })
                 .collect()
         } else {

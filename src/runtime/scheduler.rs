@@ -12,7 +12,7 @@
 //! jobs are never buffered: another node with a free slot should start them. Jobs in the
 //! buffer are `running` in the database under this node's lease; on shutdown, or when the
 //! lease is lost, they are given back untouched (attempt refunded).
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +39,8 @@ const QUEUE_STATE_TTL: Duration = Duration::from_millis(500);
 pub(crate) async fn run(shared: Arc<Shared>) {
     let concurrency = shared.config.concurrency;
     let mut ready: VecDeque<(Instant, job::Model)> = VecDeque::new();
+    // Queues whose last claim came back short.
+    let mut dry: HashSet<String> = HashSet::new();
     loop {
         let buffer = shared.buffer_size();
         // Running plus waiting in the buffer, at most.
@@ -86,13 +88,14 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         let kinds = shared.kind_names();
         if held && ready.len() <= low_water && room > 0 {
             let asked = room.min(CLAIM_BATCH);
-            let queues = queue_rooms(&shared, asked);
+            let queues = queue_rooms(&shared, asked, &dry);
             match shared
                 .store
                 .claim(&shared.node.id, &kinds, &queues, asked, shared.clock.now())
                 .await
             {
                 Ok(claimed) => {
+                    note_dry(&mut dry, &queues, &claimed.jobs);
                     for (job_id, kind) in claimed.staged {
                         shared.events.send(JobEvent::Status {
                             job_id,
@@ -155,26 +158,59 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// How many jobs of each queue served here this claim may take: `asked`, or for a queue with a
-/// limit of its own here, that limit less what is claimed here already. (Paused queues are left to the claim, which reads
-/// the pause itself: a resume on another node counts at once.)
-fn queue_rooms(shared: &Shared, asked: usize) -> Vec<QueueRoom> {
+/// How many jobs of each queue served here this claim may take. `asked` is shared between the
+/// queues that had jobs at their last claim ("wet"); a queue that came back short ("dry")
+/// gets a small share, enough to notice new jobs, so a node serving many queues claims as much
+/// for its one busy queue as a node serving only it. A queue with a limit of its own here gets
+/// at most that limit less what is claimed here already.
+fn queue_rooms(shared: &Shared, asked: usize, dry: &HashSet<String>) -> Vec<QueueRoom> {
     let states = shared
         .queue_states
         .read()
         .unwrap_or_else(|e| e.into_inner());
-    shared
+    let served: Vec<(String, usize)> = shared
         .served_queues()
         .into_iter()
-        .map(|(name, limit)| QueueRoom {
-            room: match limit {
-                Some(limit) => limit.saturating_sub(shared.inflight(&name)).min(asked),
+        .map(|(name, limit)| {
+            let room = match limit {
+                Some(limit) => limit.saturating_sub(shared.inflight(&name)),
                 None => asked,
-            },
+            };
+            (name, room)
+        })
+        .filter(|(_, room)| *room > 0)
+        .collect();
+    let all_dry = served.iter().all(|(name, _)| dry.contains(name));
+    let is_dry = |name: &str| !all_dry && dry.contains(name);
+    let probe = (asked / 10).max(1);
+    let dry_total: usize = served
+        .iter()
+        .filter(|(name, _)| is_dry(name))
+        .map(|(_, room)| (*room).min(probe))
+        .sum();
+    let wet = served.iter().filter(|(name, _)| !is_dry(name)).count();
+    let share = asked.saturating_sub(dry_total).max(1).div_ceil(wet.max(1));
+    served
+        .into_iter()
+        .map(|(name, room)| QueueRoom {
+            room: room.min(if is_dry(&name) { probe } else { share }),
             limited: states.limited.contains(&name),
             name,
         })
         .collect()
+}
+
+/// After a claim: a queue that gave fewer jobs than asked of it is dry until it gives its
+/// full share again.
+fn note_dry(dry: &mut HashSet<String>, asked: &[QueueRoom], got: &[job::Model]) {
+    for q in asked {
+        let n = got.iter().filter(|j| j.queue == q.name).count();
+        if n < q.room {
+            dry.insert(q.name.clone());
+        } else {
+            dry.remove(&q.name);
+        }
+    }
 }
 
 /// Reads the queues' shared state when it is a second old (or was marked changed). A queue

@@ -19,6 +19,10 @@ pub struct JobFilter {
     pub kinds: Vec<String>,
     /// Only jobs whose arguments contain this text.
     pub text: Option<String>,
+    /// Only jobs on this queue.
+    pub queue: Option<String>,
+    /// Only jobs carrying this tag (the whole tag, case included).
+    pub tag: Option<String>,
 }
 
 impl Store {
@@ -63,6 +67,14 @@ impl Store {
 
 use sea_orm::ConnectionTrait;
 
+#[cfg(feature = "admin")]
+impl JobFilter {
+    /// The `WHERE` of this list, for the admin's own reads of it (the pages before a cursor).
+    pub(crate) fn condition(&self) -> Condition {
+        condition(self)
+    }
+}
+
 fn condition(filter: &JobFilter) -> Condition {
     let mut cond = Condition::all();
     if !filter.statuses.is_empty() {
@@ -83,5 +95,44 @@ fn condition(filter: &JobFilter) -> Condition {
                 .like(sea_orm::sea_query::LikeExpr::new(format!("%{escaped}%")).escape('\\')),
         );
     }
+    if let Some(queue) = filter.queue.as_deref().filter(|q| !q.is_empty()) {
+        cond = cond.add(job::Column::Queue.eq(queue));
+    }
+    if let Some(tag) = filter.tag.as_deref().filter(|t| !t.is_empty()) {
+        cond = cond.add(tag_condition(tag));
+    }
     cond
+}
+
+/// Jobs whose tags (stored as a JSON array, `["eu","vip"]`) hold `tag` as a whole element.
+/// A tag never holds a quote, backslash, comma or control character, so `"tag"` occurs in the
+/// stored text exactly when the tag is one of them; a filter holding one matches nothing.
+fn tag_condition(tag: &str) -> Condition {
+    if tag
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '"' | '\\' | ','))
+    {
+        return Condition::all().add(Expr::val(1).eq(0));
+    }
+    let needle = format!("\"{tag}\"");
+    let escaped = needle
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    Condition::all()
+        .add(
+            Expr::col(job::Column::Tags)
+                .like(sea_orm::sea_query::LikeExpr::new(format!("%{escaped}%")).escape('\\')),
+        )
+        // SQLite's LIKE folds ASCII case ("EU" would find "eu"); REPLACE compares exactly on
+        // both databases, so the tag matches as written.
+        .add(
+            Expr::expr(
+                sea_orm::sea_query::Func::cust("REPLACE")
+                    .arg(Expr::col(job::Column::Tags))
+                    .arg(needle)
+                    .arg(""),
+            )
+            .ne(Expr::col(job::Column::Tags)),
+        )
 }

@@ -174,3 +174,46 @@ pub async fn read_until_end(mut res: reqwest::Response) -> String {
     }
     text
 }
+
+/// A page's CSRF token: a form's `_csrf` field or the `<meta name="csrf-token">` tag.
+pub fn csrf_in(html: &str) -> String {
+    for needle in ["name=\"_csrf\" value=\"", "name=\"csrf-token\" content=\""] {
+        if let Some(i) = html.find(needle) {
+            let rest = &html[i + needle.len()..];
+            return rest[..rest.find('"').unwrap()].to_owned();
+        }
+    }
+    panic!("no CSRF token in page: {html}");
+}
+
+/// A browser-like client (cookies, no redirects followed) signed in as `name` through the
+/// login form, sent on to `next`.
+pub async fn signed_in(app: &TestApp, name: &str, password: &str, next: &str) -> reqwest::Client {
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let page = c
+        .get(app.url("/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = csrf_in(&page);
+    let res = c
+        .post(app.url("/login"))
+        .form(&[
+            ("name", name),
+            ("password", password),
+            ("_csrf", token.as_str()),
+            ("next", next),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 303, "{name} signed in");
+    c
+}

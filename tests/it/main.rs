@@ -19,6 +19,7 @@ mod polish;
 mod postgres;
 mod process;
 mod queues;
+mod queues_admin;
 mod recurring;
 mod regressions;
 mod secrets;

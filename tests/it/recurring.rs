@@ -10,7 +10,7 @@ use nightshift::{Error, JobStatus, Worker};
 use sea_orm::ConnectionTrait;
 use serde_json::json;
 
-use crate::app::{ADMIN_PASSWORD, TestApp, spawn_app, spawn_app_on};
+use crate::app::{ADMIN_PASSWORD, TestApp, csrf_in, signed_in, spawn_app, spawn_app_on};
 use crate::helpers::{TestDb, both_databases, builder, finished, register};
 
 fn at(s: &str) -> DateTime<Utc> {
@@ -774,42 +774,5 @@ async fn state_changes_need_csrf_and_the_operator_role() {
 
 /// A browser-like client signed in as the test app's admin.
 async fn log_in(app: &TestApp) -> reqwest::Client {
-    let c = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(true)
-        .build()
-        .unwrap();
-    let page = c
-        .get(app.url("/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let token = csrf_in(&page);
-    let res = c
-        .post(app.url("/login"))
-        .form(&[
-            ("name", "admin"),
-            ("password", ADMIN_PASSWORD),
-            ("_csrf", token.as_str()),
-            ("next", "/recurring"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 303, "signed in");
-    c
-}
-
-/// The page's CSRF token (`<meta name="csrf-token">` or a form's `_csrf`).
-fn csrf_in(html: &str) -> String {
-    for needle in ["name=\"csrf-token\" content=\"", "name=\"_csrf\" value=\""] {
-        if let Some(i) = html.find(needle) {
-            let rest = &html[i + needle.len()..];
-            return rest[..rest.find('"').unwrap()].to_owned();
-        }
-    }
-    panic!("no CSRF token in page: {html}");
+    signed_in(app, "admin", ADMIN_PASSWORD, "/recurring").await
 }

@@ -2,7 +2,7 @@
 use nightshift::{JobStatus, Role};
 use serde_json::json;
 
-use crate::app::{ADMIN_PASSWORD, TestApp, spawn_app};
+use crate::app::{ADMIN_PASSWORD, TestApp, csrf_in, spawn_app};
 
 /// A browser-like client with its own cookie jar.
 fn browser_client() -> reqwest::Client {
@@ -11,17 +11,6 @@ fn browser_client() -> reqwest::Client {
         .cookie_store(true)
         .build()
         .unwrap()
-}
-
-/// The value of `<input name="_csrf" value="…">` or the meta tag in a page.
-fn csrf_in(html: &str) -> String {
-    for needle in ["name=\"_csrf\" value=\"", "name=\"csrf-token\" content=\""] {
-        if let Some(i) = html.find(needle) {
-            let rest = &html[i + needle.len()..];
-            return rest[..rest.find('"').unwrap()].to_owned();
-        }
-    }
-    panic!("no CSRF token in page: {html}");
 }
 
 fn session_cookie(res: &reqwest::Response) -> Option<String> {

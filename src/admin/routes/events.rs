@@ -304,7 +304,9 @@ fn list_change_events(change: &ListChange, filter: &JobFilter, prepend: bool) ->
                 && filter
                     .text
                     .as_deref()
-                    .is_none_or(|t| job.args.to_string().contains(t));
+                    .is_none_or(|t| job.args.to_string().contains(t))
+                && filter.queue.as_ref().is_none_or(|q| *q == job.queue)
+                && filter.tag.as_ref().is_none_or(|t| job.tags.contains(t));
             if !matches {
                 // Its row, if the page shows one, removes itself.
                 let gone = views::list::row_gone(job.id).into_string();

@@ -181,6 +181,10 @@ pub struct ListQuery {
     pub job: Option<String>,
     pub group: Option<String>,
     pub q: Option<String>,
+    /// Only jobs on this queue.
+    pub queue: Option<String>,
+    /// Only jobs carrying this tag.
+    pub tag: Option<String>,
     pub after: Option<String>,
     /// `0` on the event stream of an older page: do not prepend new jobs there.
     pub first: Option<String>,
@@ -213,6 +217,8 @@ pub struct ListSpec {
     pub kind: Option<String>,
     pub group: Option<String>,
     pub q: Option<String>,
+    pub queue: Option<String>,
+    pub tag: Option<String>,
 }
 
 impl ListQuery {
@@ -222,6 +228,8 @@ impl ListQuery {
             ("job", &self.job),
             ("group", &self.group),
             ("q", &self.q),
+            ("queue", &self.queue),
+            ("tag", &self.tag),
             ("after", &self.after),
             ("first", &self.first),
             ("only", &self.only),
@@ -280,19 +288,57 @@ impl ListQuery {
             .clone()
             .map(|s| s.trim().chars().take(200).collect::<String>())
             .filter(|s| !s.is_empty());
+        let queue = self.queue_filter()?;
+        let tag = self.tag_filter()?;
         Ok(ListSpec {
             tab: tab.to_owned(),
             filter: JobFilter {
                 statuses,
                 kinds,
                 text: q.clone(),
+                queue: queue.clone(),
+                tag: tag.clone(),
             },
             after,
             kind,
             group,
             q,
+            queue,
+            tag,
         })
     }
+
+    /// `queue=NAME`: a name a queue may have, else a 400 naming `queue`.
+    fn queue_filter(&self) -> Result<Option<String>, WebError> {
+        let Some(name) = self
+            .queue
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        else {
+            return Ok(None);
+        };
+        crate::queue::check_name(name).map_err(|e| refused("queue", e))?;
+        Ok(Some(name.to_owned()))
+    }
+
+    /// `tag=TAG`: one tag as jobs carry them (no quotes, commas, …), else a 400 naming `tag`.
+    fn tag_filter(&self) -> Result<Option<String>, WebError> {
+        let Some(raw) = self.tag.as_deref() else {
+            return Ok(None);
+        };
+        let tags = crate::queue::clean_tags([raw]).map_err(|e| refused("tag", e))?;
+        Ok(tags.into_iter().next())
+    }
+}
+
+/// An engine refusal of query parameter `name`: a 400 naming it, with the engine's message.
+fn refused(name: &str, e: crate::error::Error) -> WebError {
+    let message = match e {
+        crate::error::Error::InvalidArgs { message, .. } => message,
+        other => other.to_string(),
+    };
+    WebError::field(StatusCode::BAD_REQUEST, name, message)
 }
 
 /// A page cursor (a row id) from the query: a 400 naming `name` when it is not one.
@@ -318,6 +364,12 @@ impl ListSpec {
         }
         if let Some(q) = &self.q {
             pairs.push(("q", q.clone()));
+        }
+        if let Some(queue) = &self.queue {
+            pairs.push(("queue", queue.clone()));
+        }
+        if let Some(tag) = &self.tag {
+            pairs.push(("tag", tag.clone()));
         }
         serde_urlencoded::to_string(pairs).unwrap_or_default()
     }

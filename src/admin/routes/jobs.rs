@@ -96,6 +96,8 @@ pub async fn list_jobs(
         kind: spec.kind.clone(),
         group: spec.group.clone(),
         q: spec.q.clone(),
+        queue: spec.queue.clone(),
+        tag: spec.tag.clone(),
         kinds: kinds
             .iter()
             .map(|k| (k.name().to_owned(), k.display_label().to_owned()))
@@ -121,7 +123,7 @@ async fn newer_page(st: &AdminState, filter: &JobFilter, after: i64) -> Result<(
 
     let store = st.worker.store();
     let db = store.reader();
-    let newer = list_condition(filter).add(entity::Column::Id.gte(after));
+    let newer = filter.condition().add(entity::Column::Id.gte(after));
     // Newest first, the page before this one starts below the (PAGE_SIZE + 1)th newer job.
     let ids: Vec<i64> = entity::Entity::find()
         .select_only()
@@ -154,34 +156,6 @@ async fn newer_page(st: &AdminState, filter: &JobFilter, after: i64) -> Result<(
         .unwrap_or(0)
         .max(0) as u64;
     Ok((cursor, skipped))
-}
-
-/// The condition of [`JobFilter`], as `Store::list_jobs` applies it (kept in step with
-/// `store::list::condition`, which the store does not export).
-fn list_condition(filter: &JobFilter) -> sea_orm::Condition {
-    use sea_orm::ColumnTrait;
-    use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
-
-    use crate::entity::job as entity;
-
-    let mut cond = sea_orm::Condition::all();
-    if !filter.statuses.is_empty() {
-        cond = cond.add(entity::Column::Status.is_in(filter.statuses.iter().map(|s| s.as_str())));
-    }
-    if !filter.kinds.is_empty() {
-        cond = cond.add(entity::Column::Kind.is_in(filter.kinds.iter().cloned()));
-    }
-    if let Some(text) = filter.text.as_deref().filter(|t| !t.is_empty()) {
-        let escaped = text
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        cond = cond.add(
-            Expr::col(entity::Column::Search)
-                .like(LikeExpr::new(format!("%{escaped}%")).escape('\\')),
-        );
-    }
-    cond
 }
 
 #[derive(Debug, Deserialize)]
@@ -229,6 +203,121 @@ struct CreateJson {
     args: Option<Value>,
     #[serde(default)]
     schedule_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    queue: Option<String>,
+    #[serde(default)]
+    priority: Option<i32>,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    #[serde(default)]
+    unique_key: Option<String>,
+}
+
+/// The longest uniqueness key taken (in characters): a key names a thing, it is not a payload.
+const MAX_UNIQUE_KEY_CHARS: usize = 255;
+
+/// A new job's settings besides its arguments; `None` (or no tags): the kind's.
+#[derive(Debug, Default)]
+struct JobOptions {
+    queue: Option<String>,
+    priority: Option<i32>,
+    tags: Vec<String>,
+    unique_key: Option<String>,
+}
+
+impl JobOptions {
+    /// Every bad option at once, by field (the engine would stop at the first).
+    fn check(&self) -> BTreeMap<String, String> {
+        let mut errors = BTreeMap::new();
+        let mut note = |field: &str, r: crate::error::Result<()>| {
+            if let Err(e) = r {
+                let message = match e {
+                    Error::InvalidArgs { message, .. } => message,
+                    other => other.to_string(),
+                };
+                errors.insert(field.to_owned(), message);
+            }
+        };
+        if let Some(q) = &self.queue {
+            note("queue", crate::queue::check_name(q));
+        }
+        if let Some(p) = self.priority {
+            note("priority", crate::queue::check_priority(p));
+        }
+        note("tags", crate::queue::clean_tags(&self.tags).map(drop));
+        if let Some(key) = &self.unique_key {
+            let chars = key.chars().count();
+            if chars == 0 || chars > MAX_UNIQUE_KEY_CHARS {
+                errors.insert(
+                    "unique_key".into(),
+                    format!(
+                        "must be 1 to {MAX_UNIQUE_KEY_CHARS} characters (leave it out for none)"
+                    ),
+                );
+            }
+        }
+        errors
+    }
+
+    fn apply(self, mut new: NewJob) -> NewJob {
+        if let Some(q) = self.queue {
+            new = new.queue(q);
+        }
+        if let Some(p) = self.priority {
+            new = new.priority(p);
+        }
+        if let Some(k) = self.unique_key {
+            new = new.unique_key(k);
+        }
+        new.tags(self.tags)
+    }
+}
+
+/// The options a form sends (blank ones are not given). Only those the kind's form offers:
+/// a field named like one of its arguments is that argument.
+fn form_options(
+    kind: &JobKind,
+    form: &BTreeMap<String, String>,
+) -> std::result::Result<JobOptions, BTreeMap<String, String>> {
+    let offered = views::form::option_fields(kind);
+    let given = |name: &str| {
+        offered
+            .contains(&name)
+            .then(|| form.get(name).map(|v| v.trim()))
+            .flatten()
+            .filter(|v| !v.is_empty())
+    };
+    let mut errors = BTreeMap::new();
+    let priority = match given("priority") {
+        None => None,
+        Some(raw) => match raw.parse::<i32>() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                errors.insert(
+                    "priority".to_owned(),
+                    format!("must be a whole number from 0 to 9, got {}", quote(raw)),
+                );
+                None
+            }
+        },
+    };
+    let options = JobOptions {
+        queue: given("queue").map(str::to_owned),
+        priority,
+        // Tags hold no commas, so the one text field splits on them.
+        tags: given("tags")
+            .map(|t| t.split(',').map(str::to_owned).collect())
+            .unwrap_or_default(),
+        unique_key: given("unique_key").map(str::to_owned),
+    };
+    for (field, message) in options.check() {
+        errors.entry(field).or_insert(message);
+    }
+    if errors.is_empty() {
+        Ok(options)
+    } else {
+        Err(errors)
+    }
 }
 
 pub async fn create_job(
@@ -244,6 +333,16 @@ pub async fn create_job(
         Body::Json(v) => {
             let req: CreateJson = read_json(v)?;
             st.require_kind(&op, &req.job)?;
+            let options = JobOptions {
+                queue: req.queue,
+                priority: req.priority,
+                tags: req.tags.unwrap_or_default(),
+                unique_key: req.unique_key,
+            };
+            let errors = options.check();
+            if !errors.is_empty() {
+                return Err(WebError::invalid(errors));
+            }
             let mut new = NewJob::from_value(
                 req.job,
                 req.args.unwrap_or(Value::Object(Default::default())),
@@ -252,7 +351,7 @@ pub async fn create_job(
             if let Some(at) = req.schedule_at {
                 new = new.schedule_at(at);
             }
-            let job = st.worker.insert(new).await?;
+            let job = st.worker.insert(options.apply(new)).await?;
             Ok(created(&chrome.base, &job))
         }
         Body::Form(form) => {
@@ -265,24 +364,40 @@ pub async fn create_job(
             })?;
             st.require_kind(&op, &name)?;
             let base = &chrome.base;
-            let made = form_args(&kind, &form, false).map(|(args, at)| {
-                let new = NewJob::from_value(kind.name(), args).created_by(op.name.clone());
-                match at {
-                    Some(at) => new.schedule_at(at),
-                    None => new,
+            // The arguments and the options are checked together: one answer names them all.
+            let made = match (form_args(&kind, &form, false), form_options(&kind, &form)) {
+                (Ok((args, at)), Ok(options)) => {
+                    let new = NewJob::from_value(kind.name(), args).created_by(op.name.clone());
+                    Ok(options.apply(match at {
+                        Some(at) => new.schedule_at(at),
+                        None => new,
+                    }))
                 }
-            });
+                (Err(FormError::Fields(mut errors)), Err(more)) => {
+                    errors.extend(more);
+                    Err(FormError::Fields(errors))
+                }
+                (Ok(_), Err(errors)) => Err(FormError::Fields(errors)),
+                (Err(e), _) => Err(e),
+            };
             let result = match made {
                 Ok(new) => st.worker.insert(new).await.map_err(form_error),
                 Err(e) => Err(e),
             };
             match result {
                 Ok(job) if json => Ok(created(base, &job)),
-                Ok(job) => Ok(flash::redirect(
-                    htmx,
-                    &format!("{base}/workers/{}", job.id),
-                    &format!("Job #{} created.", job.id),
-                )),
+                Ok(job) => {
+                    let message = if job.already_queued {
+                        already_queued(&job)
+                    } else {
+                        format!("Job #{} created.", job.id)
+                    };
+                    Ok(flash::redirect(
+                        htmx,
+                        &format!("{base}/workers/{}", job.id),
+                        &message,
+                    ))
+                }
                 Err(FormError::Fields(errors)) if !json => {
                     let state = refill(&kind, &form, errors);
                     let ctx = st.page_ctx(&chrome, None).await;
@@ -295,6 +410,21 @@ pub async fn create_job(
             }
         }
     }
+}
+
+/// What the operator hears when their job was not added: another with its key is there (the
+/// page they are sent to is that job's).
+fn already_queued(job: &Job) -> String {
+    let doing = if job.status.is_waiting() {
+        "is waiting"
+    } else {
+        "is running"
+    };
+    format!(
+        "Already queued: job #{} with key {} {doing}; no second job was added.",
+        job.id,
+        job.unique_key.as_deref().unwrap_or_default()
+    )
 }
 
 pub async fn show_job(
@@ -602,11 +732,17 @@ pub async fn delete_job(
     Ok(acted(json, htmx, &base, status, &job, &msg))
 }
 
-/// 201 with the new job and where it lives.
+/// 201 with the new job and where it lives; 200 with the job already holding its uniqueness
+/// key when none was added.
 fn created(base: &str, job: &Job) -> Response {
     let location = format!("{base}/workers/{}", job.id);
+    let status = if job.already_queued {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     (
-        StatusCode::CREATED,
+        status,
         [(axum::http::header::LOCATION, location)],
         axum::Json(job),
     )

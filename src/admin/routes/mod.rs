@@ -5,6 +5,7 @@ pub mod events;
 pub mod input;
 pub mod jobs;
 pub mod nodes;
+pub mod queues;
 pub mod recurring;
 pub mod session;
 
@@ -47,6 +48,9 @@ pub fn protected() -> Router<AdminState> {
         .route("/workers/{id}/rerun", post(jobs::rerun_job))
         .route("/workers/{id}/events", get(events::job_events))
         .route("/nodes", get(nodes::nodes))
+        .route("/queues", get(queues::list))
+        .route("/queues/{name}/pause", post(queues::pause))
+        .route("/queues/{name}/resume", post(queues::resume))
         .route("/recurring", get(recurring::list).post(recurring::create))
         .route("/recurring/new", get(recurring::new_schedule))
         .route(

@@ -111,11 +111,79 @@ pub fn kind_form(
                     @if let Some(e) = state.errors.get("schedule_at") { p class="field-error" { (e) } }
                 }
             }
+            @if !update { (options(kind, state)) }
             div class="form-actions" {
                 button type="submit" class="primary" {
                     @if update { "Update scheduled Job" } @else { "Create job" }
                 }
             }
+        }
+    }
+}
+
+/// The settings of a new job besides its arguments, as the form and `POST /workers` name them.
+pub const OPTION_FIELDS: [&str; 4] = ["queue", "priority", "tags", "unique_key"];
+
+/// The options `kind`'s form offers: those no argument of the kind is named after (the form
+/// sends one value per name, and the argument keeps it).
+pub fn option_fields(kind: &JobKind) -> Vec<&'static str> {
+    let args = fields(kind);
+    OPTION_FIELDS
+        .into_iter()
+        .filter(|o| !args.iter().any(|f| f.name == *o))
+        .collect()
+}
+
+/// The new job's queue, priority, tags and uniqueness key, folded away: most jobs need none.
+/// Open when the operator has given one (or one was refused).
+fn options(kind: &JobKind, state: &FormState) -> Markup {
+    let offered = option_fields(kind);
+    if offered.is_empty() {
+        return html! {};
+    }
+    let open = offered.iter().any(|o| {
+        state.errors.contains_key(*o) || state.values.get(*o).is_some_and(|v| !v.trim().is_empty())
+    });
+    let priority = kind.priority.to_string();
+    html! {
+        details class="options" open[open] {
+            summary { "Options" span class="muted small" { " queue, priority, tags, uniqueness key" } }
+            @if offered.contains(&"queue") {
+                (option(state, "queue", "Queue", html! {
+                    input type="text" id="f-queue" name="queue" value=[state.values.get("queue")]
+                        placeholder=(kind.queue) autocomplete="off";
+                }, "Empty: the kind's queue. A job waits until some node serves its queue."))
+            }
+            @if offered.contains(&"priority") {
+                (option(state, "priority", "Priority", html! {
+                    input type="number" id="f-priority" name="priority" min="0" max="9" step="1"
+                        value=[state.values.get("priority")] placeholder=(priority);
+                }, "0 to 9: among the due jobs of its queue, 9 starts first."))
+            }
+            @if offered.contains(&"tags") {
+                (option(state, "tags", "Tags", html! {
+                    input type="text" id="f-tags" name="tags" value=[state.values.get("tags")]
+                        placeholder="eu, vip" autocomplete="off";
+                }, "Labels to find it by, separated by commas (at most 10)."))
+            }
+            @if offered.contains(&"unique_key") {
+                (option(state, "unique_key", "Uniqueness key", html! {
+                    input type="text" id="f-unique_key" name="unique_key" value=[state.values.get("unique_key")]
+                        autocomplete="off";
+                }, "While a job of this kind with this key waits or runs, no second one is added: you are sent to it."))
+            }
+        }
+    }
+}
+
+fn option(state: &FormState, name: &str, label: &str, input: Markup, help: &str) -> Markup {
+    let error = state.errors.get(name);
+    html! {
+        div class={ "field" @if error.is_some() { " invalid" } } {
+            label for={ "f-" (name) } { (label) }
+            (input)
+            small { (help) }
+            @if let Some(e) = error { p class="field-error" { (label) " " (e) } }
         }
     }
 }
@@ -197,4 +265,30 @@ fn urlencode(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::JobContext;
+
+    /// Arguments with a field named like an option.
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
+    #[allow(dead_code)]
+    struct Ranked {
+        subject: String,
+        priority: u8,
+    }
+
+    #[test]
+    fn an_argument_named_like_an_option_keeps_its_name() {
+        let kind = JobKind::new("r", |_: Ranked, _: JobContext| async { Ok(()) });
+        assert_eq!(option_fields(&kind), ["queue", "tags", "unique_key"]);
+        let form = kind_form(&kind, &FormState::default(), "/workers", false, None).into_string();
+        assert_eq!(form.matches(r#"name="priority""#).count(), 1, "{form}");
+        assert!(form.contains(r#"<details class="options">"#), "{form}");
+        // The update form has no options: they are set when a job is created.
+        let update = kind_form(&kind, &FormState::default(), "/workers/1", true, None);
+        assert!(!update.into_string().contains("details"));
+    }
 }

@@ -6,6 +6,7 @@ use maud::{Markup, html};
 use super::components::{duration, progress_bar, status_badge, time};
 use super::form::{FormState, kind_form};
 use super::layout::{PageCtx, page};
+use super::list::job_labels;
 use crate::context::ResultCell;
 use crate::entity::{job_attempt, job_log};
 use crate::job::Job;
@@ -52,6 +53,12 @@ pub fn job_page(ctx: &PageCtx, view: &JobView) -> Markup {
             div class="page-head" {
                 h1 { "#" (job.id) " " (job.label) }
                 @if !job.group.is_empty() { span class="muted" { (job.group) } }
+                (job_labels(base, job))
+                @if let Some(key) = &job.unique_key {
+                    span class="muted small" title="While it waits or runs, no other job of its kind with this key is added" {
+                        "key " code { (key) }
+                    }
+                }
             }
             div class="detail" {
                 (status_panel(base, job, Some(ctx)))

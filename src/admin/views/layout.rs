@@ -103,6 +103,7 @@ pub fn page(ctx: &PageCtx, title: &str, live: Option<&str>, body: Markup) -> Mar
                         h2 { "Cluster" }
                         ul {
                             (section_link(ctx, "nodes", "Nodes"))
+                            (section_link(ctx, "queues", "Queues"))
                             (section_link(ctx, "recurring", "Recurring"))
                         }
                         @if ctx.may(crate::role::Role::Admin) && ctx.sessions {

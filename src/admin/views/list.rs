@@ -26,6 +26,9 @@ pub struct ListView {
     pub kind: Option<String>,
     pub group: Option<String>,
     pub q: Option<String>,
+    /// Only jobs on this queue, or carrying this tag.
+    pub queue: Option<String>,
+    pub tag: Option<String>,
     /// Kinds (key, label) and groups for the filter selects.
     pub kinds: Vec<(String, String)>,
     pub groups: Vec<String>,
@@ -67,8 +70,13 @@ pub fn list_page(ctx: &PageCtx, view: &ListView) -> Markup {
                     }
                 }
             }
+            (active_filters(base, view))
             form class="filters" method="get" action={ (base) "/workers" } {
                 input type="hidden" name="status" value=(view.tab);
+                // The queue and tag filters come from links (a chip, the Queues page): kept
+                // when the other filters change.
+                @if let Some(queue) = &view.queue { input type="hidden" name="queue" value=(queue); }
+                @if let Some(tag) = &view.tag { input type="hidden" name="tag" value=(tag); }
                 label {
                     span { "Kind" }
                     select name="job" {
@@ -97,6 +105,81 @@ pub fn list_page(ctx: &PageCtx, view: &ListView) -> Markup {
             (pager(base, view))
         },
     )
+}
+
+/// The queue and tag filters in force, each with a link that drops it.
+fn active_filters(base: &str, view: &ListView) -> Markup {
+    if view.queue.is_none() && view.tag.is_none() {
+        return html! {};
+    }
+    // The list's query without `drop`.
+    let without = |drop: &str| {
+        let mut pairs = vec![("status", view.tab.as_str())];
+        for (name, value) in [
+            ("job", &view.kind),
+            ("group", &view.group),
+            ("q", &view.q),
+            ("queue", &view.queue),
+            ("tag", &view.tag),
+        ] {
+            if let Some(v) = value.as_deref().filter(|_| name != drop) {
+                pairs.push((name, v));
+            }
+        }
+        format!(
+            "{base}/workers?{}",
+            serde_urlencoded::to_string(pairs).unwrap_or_default()
+        )
+    };
+    html! {
+        div class="chips active-filters" {
+            @if let Some(queue) = &view.queue {
+                a href=(without("queue")) title="Jobs on any queue" {
+                    "Queue: " (queue) span aria-hidden="true" { " ✕" } span class="sr-only" { " (remove this filter)" }
+                }
+            }
+            @if let Some(tag) = &view.tag {
+                a href=(without("tag")) title="Jobs with any tags" {
+                    "Tag: " (tag) span aria-hidden="true" { " ✕" } span class="sr-only" { " (remove this filter)" }
+                }
+            }
+        }
+    }
+}
+
+/// The queue every job is on unless its kind or its creator names another.
+const DEFAULT_QUEUE: &str = "default";
+
+/// `{base}/workers?{name}={value}`, the value encoded.
+fn list_link(base: &str, name: &str, value: &str) -> String {
+    format!(
+        "{base}/workers?{}",
+        serde_urlencoded::to_string([(name, value)]).unwrap_or_default()
+    )
+}
+
+/// A job's queue and priority where they are not the defaults, and its tags as chips; the
+/// queue and each tag link to the list of the jobs that share it.
+pub fn job_labels(base: &str, job: &Job) -> Markup {
+    let queue = (job.queue != DEFAULT_QUEUE).then_some(job.queue.as_str());
+    if queue.is_none() && job.priority == 0 && job.tags.is_empty() {
+        return html! {};
+    }
+    html! {
+        div class="job-labels small" {
+            @if let Some(queue) = queue {
+                a class="label" href=(list_link(base, "queue", queue)) title="Its queue: the jobs on it" {
+                    "queue " (queue)
+                }
+            }
+            @if job.priority != 0 {
+                span class="label" title="Its priority: 9 starts first" { "priority " (job.priority) }
+            }
+            @for tag in &job.tags {
+                a class="tag" href=(list_link(base, "tag", tag)) title="The jobs with this tag" { (tag) }
+            }
+        }
+    }
 }
 
 /// Newest, newer and older pages, and which jobs this page shows ("Jobs 51–100").
@@ -166,6 +249,7 @@ pub fn job_row(base: &str, job: &Job) -> Markup {
             td {
                 a href=(href) { (job.label) }
                 @if !job.group.is_empty() { div class="muted small" { (job.group) } }
+                (job_labels(base, job))
             }
             td {
                 (job_badge(job))

@@ -7,5 +7,6 @@ pub mod job;
 pub mod layout;
 pub mod list;
 pub mod nodes;
+pub mod queues;
 pub mod recurring;
 pub mod session;

@@ -80,10 +80,10 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
         self.stmt(&sql, vec![now.into(), now.into()])
     }
 
-    /// Moves up to `limit` due jobs of `kinds` to `running` for `node`: from each queue in
-    /// `queues` at most its room, skipping paused queues, highest priority first, then oldest
-    /// due. Each queue is one range of the `nightshift_jobs_ready` index, read from its start;
-    /// an attempt starts with its own progress and error count.
+    /// Moves due jobs of `kinds` to `running` for `node`: from each queue in `queues` at most
+    /// its share (and at most `limit`), skipping paused queues, highest priority first, then
+    /// oldest due. Each queue is one range of the `nightshift_jobs_ready` index, read from its
+    /// start; an attempt starts with its own progress and error count.
     fn claim(
         &self,
         node: &str,
@@ -93,7 +93,7 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
         now: i64,
     ) -> Statement {
         let mut values: Vec<Value> = vec![now.into(), now.into(), node.into()];
-        let mut branches = Vec::with_capacity(queues.len());
+        let mut branches: Vec<String> = Vec::with_capacity(queues.len());
         for (i, (queue, room)) in queues.iter().enumerate() {
             branches.push(format!(
                 "SELECT id, priority, run_at FROM (SELECT id, priority, run_at \
@@ -111,23 +111,22 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
             values.push(queue.as_str().into());
             values.push((*room.min(&limit) as i64).into());
         }
-        // One queue: its range is the answer. Several: the best of their heads.
-        let picked = if branches.len() == 1 {
-            branches.remove(0)
-        } else {
-            values.push((limit as i64).into());
-            format!(
-                "SELECT id FROM ({}) AS c ORDER BY priority DESC, run_at, id LIMIT ?",
-                branches.join(" UNION ALL ")
-            )
-        };
+        // Each queue gives its share from the head of its range; nothing is read to be thrown
+        // away, and a busy queue cannot starve the others.
+        let picked = branches.join(" UNION ALL ");
+        // Picked once, in a materialized CTE: as a plain `IN (subquery)` PostgreSQL may run the
+        // subquery again for its join, and each run locks and returns more rows than its LIMIT.
         let sql = format!(
-            "UPDATE nightshift_jobs SET status = 'running', attempt = attempt + 1, \
+            "WITH picked AS MATERIALIZED ({picked}) \
+             UPDATE nightshift_jobs SET status = 'running', attempt = attempt + 1, \
              started_at = ?, updated_at = ?, finished_at = NULL, locked_by = ?, \
              progress = 0, progress_text = NULL, error_rows = 0 \
-             WHERE id IN (SELECT id FROM ({picked}) AS picked) AND status = 'new' \
+             WHERE id IN (SELECT id FROM picked) AND status = 'new' \
              RETURNING *"
         );
+        // The CTE's placeholders come first in the text.
+        let head: Vec<Value> = values.drain(..3).collect();
+        values.extend(head);
         self.stmt(&sql, values)
     }
 
