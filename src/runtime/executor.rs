@@ -35,7 +35,33 @@ enum Ended {
     Forced,
 }
 
+/// Hands back what a claimed job holds here (its registry entry, its queue's slot, its
+/// permit) however its run ends, a panic included: a queue with a limit here would otherwise
+/// lose a slot for good.
+struct Held {
+    shared: Arc<Shared>,
+    job_id: i64,
+    queue: String,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.shared.registry.remove(self.job_id);
+        self.shared.release_slot(&self.queue);
+        // The slot is free before the scheduler is woken to fill it.
+        drop(self.permit.take());
+        self.shared.wake.notify_one();
+    }
+}
+
 pub(crate) async fn run(shared: Arc<Shared>, job: job::Model, permit: OwnedSemaphorePermit) {
+    let held = Held {
+        shared: shared.clone(),
+        job_id: job.id,
+        queue: job.queue.clone(),
+        permit: Some(permit),
+    };
     let began = std::time::Instant::now();
     tracing::debug!(job_id = job.id, kind = %job.kind, attempt = job.attempt, "job started");
     let completion = execute(&shared, &job).await;
@@ -50,10 +76,7 @@ pub(crate) async fn run(shared: Arc<Shared>, job: job::Model, permit: OwnedSemap
     {
         tracing::error!(job_id = job.id, "completer gone; the job will be rescued");
     }
-    shared.registry.remove(job.id);
-    shared.release_slot(&job.queue);
-    drop(permit);
-    shared.wake.notify_one();
+    drop(held);
 }
 
 /// One event per finished attempt, with its outcome and duration: `debug` when it went well,

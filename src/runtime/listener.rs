@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::registry::StopReason;
-use crate::store::{NOTIFY_ABORT, NOTIFY_JOBS};
+use crate::store::{NOTIFY_ABORT, NOTIFY_JOBS, NOTIFY_QUEUES};
 
 /// How often SQLite's `data_version` is read.
 pub(crate) const SQLITE_POLL: Duration = Duration::from_millis(20);
@@ -120,7 +120,9 @@ async fn postgres(shared: &Shared, stop: &CancellationToken) {
             let mut listener = PgListener::connect_with(&pool).await?;
             // We reconnect ourselves, to know when to catch up.
             listener.eager_reconnect(false);
-            listener.listen_all([NOTIFY_JOBS, NOTIFY_ABORT]).await?;
+            listener
+                .listen_all([NOTIFY_JOBS, NOTIFY_ABORT, NOTIFY_QUEUES])
+                .await?;
             Ok::<_, sqlx::Error>((pool, listener))
         };
         let connected = tokio::select! {
@@ -154,6 +156,8 @@ async fn postgres(shared: &Shared, stop: &CancellationToken) {
             };
             match next {
                 Ok(Some(n)) if n.channel() == NOTIFY_JOBS => shared.wake.notify_one(),
+                // Read the pauses again and claim (a resumed queue's jobs may wait).
+                Ok(Some(n)) if n.channel() == NOTIFY_QUEUES => shared.queues_changed(),
                 Ok(Some(n)) if n.channel() == NOTIFY_ABORT => {
                     // Only the node running it has anything to do.
                     if n.payload()

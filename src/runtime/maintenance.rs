@@ -131,11 +131,15 @@ pub(crate) async fn once(
     let orphans = shared.store.orphans(&turn).await?;
     turn.commit().await?;
     rescue(shared, orphans);
-    // Per-minute counts are kept for the charts' longest span.
-    shared
+    // Per-minute counts are kept for the charts' longest span. A failure here must not stop
+    // the rounds (the reaping of dead nodes waits for rounds that succeed).
+    if let Err(e) = shared
         .store
         .prune_stats(db_now - crate::queue::STATS_KEPT_MS)
-        .await?;
+        .await
+    {
+        tracing::warn!("pruning the per-minute counts failed: {e}");
+    }
     Ok(())
 }
 

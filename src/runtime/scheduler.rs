@@ -158,7 +158,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// How many jobs of each queue served here this claim may take. `asked` is shared between the
+/// How many jobs of each queue served here this claim may take (the claim takes at most
+/// `asked` in all, the best of the queues' heads). `asked` is shared between the
 /// queues that had jobs at their last claim ("wet"); a queue that came back short ("dry")
 /// gets a small share, enough to notice new jobs, so a node serving many queues claims as much
 /// for its one busy queue as a node serving only it. A queue with a limit of its own here gets
@@ -178,7 +179,9 @@ fn queue_rooms(shared: &Shared, asked: usize, dry: &HashSet<String>) -> Vec<Queu
             };
             (name, room)
         })
-        .filter(|(_, room)| *room > 0)
+        // A queue paused when last read is left out (the claim checks pauses itself; this
+        // spares it the look). A resume makes every node read them again at once.
+        .filter(|(name, room)| *room > 0 && !states.paused.contains(name))
         .collect();
     let all_dry = served.iter().all(|(name, _)| dry.contains(name));
     let is_dry = |name: &str| !all_dry && dry.contains(name);
@@ -213,8 +216,8 @@ fn note_dry(dry: &mut HashSet<String>, asked: &[QueueRoom], got: &[job::Model]) 
     }
 }
 
-/// Reads the queues' shared state when it is a second old (or was marked changed). A queue
-/// whose global limit appeared since is claimed without its lock for at most that second.
+/// Reads the queues' shared state when it is half a second old (or was marked changed). A
+/// queue whose global limit appeared since is claimed without its lock for at most that long.
 async fn refresh_queue_states(shared: &Shared) {
     let fresh = {
         let states = shared
@@ -261,7 +264,8 @@ async fn give_back(shared: &Shared, ready: &mut VecDeque<(Instant, job::Model)>)
             node: shared.node.id.clone(),
             status: JobStatus::New,
             error: None,
-            run_at: Some(shared.clock.now()),
+            // It keeps its place in its queue.
+            run_at: None,
             outcome: "interrupted",
             refund_attempt: true,
             log: None,

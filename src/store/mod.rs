@@ -36,6 +36,8 @@ pub const MAX_RESULT_ROWS: i64 = 10_000;
 pub(crate) const NOTIFY_JOBS: &str = "nightshift_jobs";
 /// PostgreSQL channel: a running job was marked `aborting` (payload: its id).
 pub(crate) const NOTIFY_ABORT: &str = "nightshift_abort";
+/// PostgreSQL channel: a queue was paused or resumed (payload: its name).
+pub(crate) const NOTIFY_QUEUES: &str = "nightshift_queues";
 
 /// A job to insert.
 #[derive(Debug, Clone)]

@@ -20,8 +20,8 @@ impl Store {
             .await?)
     }
 
-    /// Pauses or resumes `name` on every node; returns its row. A resume tells the other
-    /// nodes at once (their claims read pauses themselves).
+    /// Pauses or resumes `name` on every node; returns its row. Claims read pauses
+    /// themselves; the other nodes are told to read them again (and to claim, after a resume).
     pub(crate) async fn set_queue_paused(
         &self,
         name: &str,
@@ -53,7 +53,7 @@ impl Store {
                 .await?)
         })
         .await?;
-        self.notify_after(NOTIFY_JOBS, "").await;
+        self.notify_after(NOTIFY_QUEUES, name).await;
         Ok(model)
     }
 
@@ -139,17 +139,9 @@ impl Store {
             ))
             .await?,
         )?;
-        let scheduled = counts(
-            db.query_all_raw(grouped(
-                "SELECT queue, COUNT(*) FROM nightshift_jobs \
-                 WHERE status = 'scheduled' GROUP BY queue",
-            ))
-            .await?,
-        )?;
         let mut names: BTreeSet<String> = rows.keys().cloned().collect();
         names.extend(served.keys().cloned());
         names.extend(running.keys().cloned());
-        names.extend(scheduled.keys().cloned());
         names.extend(self.queues_with_due_jobs().await?);
         let since = now - now.rem_euclid(60_000) - (THROUGHPUT_MINUTES as i64 - 1) * 60_000;
         let mut throughput: HashMap<String, Vec<i64>> = HashMap::new();
@@ -175,6 +167,7 @@ impl Store {
         let mut out = Vec::with_capacity(names.len());
         for name in names {
             let (due, oldest) = self.due_in_queue(&name).await?;
+            let scheduled = self.capped_count("scheduled", &name).await?;
             let row = rows.get(&name);
             let (nodes, per_node) = served.get(&name).copied().unwrap_or((0, 0));
             let global_limit = row.and_then(|r| r.global_limit);
@@ -183,7 +176,7 @@ impl Store {
                 _ => per_node,
             };
             out.push(QueueInfo {
-                waiting: due + scheduled.get(&name).copied().unwrap_or(0),
+                waiting: due + scheduled,
                 due,
                 running: running.get(&name).copied().unwrap_or(0),
                 paused: row.is_some_and(|r| r.paused),
@@ -208,13 +201,16 @@ impl Store {
         let rows = self
             .read
             .query_all_raw(self.driver.stmt(
-                "WITH RECURSIVE q(name) AS ( \
-                   SELECT MIN(queue) FROM nightshift_jobs WHERE status = 'new' \
-                   UNION ALL \
-                   SELECT (SELECT MIN(queue) FROM nightshift_jobs \
-                           WHERE status = 'new' AND queue > q.name) \
-                   FROM q WHERE q.name IS NOT NULL) \
-                 SELECT name FROM q WHERE name IS NOT NULL",
+                &format!(
+                    "WITH RECURSIVE q(name) AS ( \
+                       SELECT MIN(queue) FROM nightshift_jobs{ix} WHERE status = 'new' \
+                       UNION ALL \
+                       SELECT (SELECT MIN(queue) FROM nightshift_jobs{ix} \
+                               WHERE status = 'new' AND queue > q.name) \
+                       FROM q WHERE q.name IS NOT NULL) \
+                     SELECT name FROM q WHERE name IS NOT NULL",
+                    ix = self.driver.ready_index()
+                ),
                 vec![],
             ))
             .await?;
@@ -224,25 +220,16 @@ impl Store {
     /// How many jobs of `queue` are due (counted up to [`COUNT_CAP`]), and since when the
     /// oldest has been due: the first entry of each priority's range of the claim index.
     async fn due_in_queue(&self, queue: &str) -> Result<(i64, Option<i64>)> {
-        let count = self
-            .read
-            .query_one_raw(self.driver.stmt(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM nightshift_jobs \
-                 WHERE status = 'new' AND queue = ? LIMIT ?) AS c",
-                vec![queue.into(), (COUNT_CAP as i64).into()],
-            ))
-            .await?
-            .map(|r| r.try_get_by_index::<i64>(0))
-            .transpose()?
-            .unwrap_or(0);
+        let count = self.capped_count("new", queue).await?;
         if count == 0 {
             return Ok((0, None));
         }
         let heads: Vec<String> = (0..=MAX_PRIORITY)
             .map(|p| {
                 format!(
-                    "SELECT (SELECT MIN(run_at) FROM nightshift_jobs \
-                     WHERE status = 'new' AND queue = ? AND priority = {p}) AS m"
+                    "SELECT (SELECT MIN(run_at) FROM nightshift_jobs{ix} \
+                     WHERE status = 'new' AND queue = ? AND priority = {p}) AS m",
+                    ix = self.driver.ready_index()
                 )
             })
             .collect();
@@ -259,5 +246,27 @@ impl Store {
             .transpose()?
             .flatten();
         Ok((count, oldest))
+    }
+
+    /// How many jobs of `queue` are in `status` (`new` or `scheduled`), counted up to
+    /// [`COUNT_CAP`]: the page refreshes every 2 s and must not walk a deep backlog.
+    async fn capped_count(&self, status: &'static str, queue: &str) -> Result<i64> {
+        let index = match status {
+            "new" => self.driver.ready_index(),
+            _ => "",
+        };
+        Ok(self
+            .read
+            .query_one_raw(self.driver.stmt(
+                &format!(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM nightshift_jobs{index} \
+                     WHERE status = '{status}' AND queue = ? LIMIT ?) AS c"
+                ),
+                vec![queue.into(), (COUNT_CAP as i64).into()],
+            ))
+            .await?
+            .map(|r| r.try_get_by_index::<i64>(0))
+            .transpose()?
+            .unwrap_or(0))
     }
 }

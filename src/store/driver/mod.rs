@@ -80,9 +80,9 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
         self.stmt(&sql, vec![now.into(), now.into()])
     }
 
-    /// Moves due jobs of `kinds` to `running` for `node`: from each queue in `queues` at most
-    /// its share (and at most `limit`), skipping paused queues, highest priority first, then
-    /// oldest due. Each queue is one range of the `nightshift_jobs_ready` index, read from its
+    /// Moves up to `limit` due jobs of `kinds` to `running` for `node`: from each queue in
+    /// `queues` at most its share, skipping paused queues, highest priority first, then oldest
+    /// due. Each queue is one range of the `nightshift_jobs_ready` index, read from its
     /// start; an attempt starts with its own progress and error count.
     fn claim(
         &self,
@@ -92,28 +92,41 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
         limit: u64,
         now: i64,
     ) -> Statement {
-        let mut values: Vec<Value> = vec![now.into(), now.into(), node.into()];
+        let mut values: Vec<Value> = Vec::new();
         let mut branches: Vec<String> = Vec::with_capacity(queues.len());
         for (i, (queue, room)) in queues.iter().enumerate() {
+            // The queue's name is the index key, or NULL while it is paused: a paused queue's
+            // range is never read (a per-row pause filter would walk all of it, on SQLite).
             branches.push(format!(
                 "SELECT id, priority, run_at FROM (SELECT id, priority, run_at \
                  FROM nightshift_jobs{index} \
-                 WHERE status = 'new' AND queue = ? AND kind IN ({kinds}) AND run_at <= ? \
-                 AND NOT EXISTS (SELECT 1 FROM nightshift_queues p WHERE p.name = ? AND p.paused) \
+                 WHERE status = 'new' \
+                 AND queue = (SELECT CAST(? AS TEXT) WHERE NOT EXISTS \
+                   (SELECT 1 FROM nightshift_queues p WHERE p.name = ? AND p.paused)) \
+                 AND kind IN ({kinds}) AND run_at <= ? \
                  ORDER BY priority DESC, run_at, id LIMIT ?{lock}) AS q{i}",
                 index = self.ready_index(),
                 kinds = placeholders(kinds.len()),
                 lock = self.claim_lock(),
             ));
             values.push(queue.as_str().into());
+            values.push(queue.as_str().into());
             values.extend(kinds.iter().map(|k| Value::from(k.as_str())));
             values.push(now.into());
-            values.push(queue.as_str().into());
             values.push((*room.min(&limit) as i64).into());
         }
-        // Each queue gives its share from the head of its range; nothing is read to be thrown
-        // away, and a busy queue cannot starve the others.
-        let picked = branches.join(" UNION ALL ");
+        // Each queue gives at most its share from the head of its range; with several, the
+        // best of those heads, at most `limit` in all.
+        let picked = if branches.len() == 1 {
+            branches.remove(0)
+        } else {
+            values.push((limit as i64).into());
+            format!(
+                "SELECT id, priority, run_at FROM ({}) AS heads \
+                 ORDER BY priority DESC, run_at, id LIMIT ?",
+                branches.join(" UNION ALL ")
+            )
+        };
         // Picked once, in a materialized CTE: as a plain `IN (subquery)` PostgreSQL may run the
         // subquery again for its join, and each run locks and returns more rows than its LIMIT.
         let sql = format!(
@@ -124,9 +137,8 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
              WHERE id IN (SELECT id FROM picked) AND status = 'new' \
              RETURNING *"
         );
-        // The CTE's placeholders come first in the text.
-        let head: Vec<Value> = values.drain(..3).collect();
-        values.extend(head);
+        // In text order: the CTE's placeholders, then the SET clause's.
+        values.extend([now.into(), now.into(), node.into()]);
         self.stmt(&sql, values)
     }
 
