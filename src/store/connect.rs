@@ -48,7 +48,7 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection> {
     } else {
         opts.max_connections(10)
             .min_connections(1)
-            .map_sqlx_postgres_opts(|o| o.options([PG_PLANS]));
+            .map_sqlx_postgres_opts(|o| o.options([PG_PLANS, PG_NO_JIT]));
     }
     let db = Database::connect(opts).await?;
     if db.get_database_backend() == DbBackend::Sqlite {
@@ -65,6 +65,11 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection> {
 /// waiting job) then served a claim 260 ms at 100,000 waiting instead of 0.5 ms.
 /// Set in each connection's start-up packet, so every connection of every pool gets it.
 const PG_PLANS: (&str, &str) = ("plan_cache_mode", "force_custom_plan");
+
+/// And never compiles one to machine code: the engine's statements touch a handful of rows, but
+/// a claim over several queues pins its plan with `enable_sort = off`, whose penalty cost
+/// crosses `jit_above_cost` — JIT then took 160 ms of a 0.5 ms claim, every claim.
+const PG_NO_JIT: (&str, &str) = ("jit", "off");
 
 /// One direct connection before the pool is built, so a bad address or password is reported
 /// with its real cause and within seconds.

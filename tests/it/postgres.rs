@@ -171,6 +171,15 @@ async fn engine_connections_never_keep_a_plan_made_for_a_short_queue() {
             row.try_get_by_index::<String>(0).unwrap(),
             "force_custom_plan"
         );
+        let jit = txn
+            .query_one_raw(sea_orm::Statement::from_string(
+                conn.get_database_backend(),
+                "SHOW jit",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(jit.try_get_by_index::<String>(0).unwrap(), "off");
         txns.push(txn);
     }
     drop(txns);
