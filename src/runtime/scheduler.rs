@@ -32,6 +32,12 @@ const MAX_BUFFERED: Duration = Duration::from_millis(500);
 /// Claims at most this many jobs per statement.
 const CLAIM_BATCH: usize = 100;
 
+/// Scheduled jobs that came due are staged by the claim when one is known due, else at most
+/// this often: a claim without staging is one statement less. While jobs wait for a free slot,
+/// a scheduled job that comes due joins them at most this late (an idle node sleeps until
+/// the exact time and stages then).
+const STAGE_EVERY: Duration = Duration::from_millis(10);
+
 /// How old this node's view of paused queues and global limits may get: a pause made on
 /// another node stops buffered jobs here within this (claims see it at once).
 const QUEUE_STATE_TTL: Duration = Duration::from_millis(500);
@@ -41,6 +47,9 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let mut ready: VecDeque<(Instant, job::Model)> = VecDeque::new();
     // Queues whose last claim came back short.
     let mut dry: HashSet<String> = HashSet::new();
+    // When scheduled jobs were last staged, and when the next one is due (if looked up since).
+    let mut last_staged: Option<Instant> = None;
+    let mut known_due: Option<i64> = None;
     loop {
         let buffer = shared.buffer_size();
         // Running plus waiting in the buffer, at most.
@@ -89,12 +98,19 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         if held && ready.len() <= low_water && room > 0 {
             let asked = room.min(CLAIM_BATCH);
             let queues = queue_rooms(&shared, asked, &dry);
+            let now = shared.clock.now();
+            let stage = known_due.is_some_and(|due| due <= now)
+                || last_staged.is_none_or(|at| at.elapsed() >= STAGE_EVERY);
             match shared
                 .store
-                .claim(&shared.node.id, &kinds, &queues, asked, shared.clock.now())
+                .claim(&shared.node.id, &kinds, &queues, asked, now, stage)
                 .await
             {
                 Ok(claimed) => {
+                    if stage {
+                        last_staged = Some(Instant::now());
+                        known_due = None;
+                    }
                     note_dry(&mut dry, &queues, &claimed.jobs);
                     for (job_id, kind) in claimed.staged {
                         shared.events.send(JobEvent::Status {
@@ -139,6 +155,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         } else {
             match shared.store.next_due(&kinds).await {
                 Ok(Some(due)) => {
+                    known_due = Some(due);
                     let wait = due - shared.clock.now();
                     if wait <= 0 {
                         // Due but not claimed: another node took it in between. Look again soon.

@@ -137,8 +137,8 @@ impl Store {
             .ok_or(Error::NotFound(id))
     }
 
-    /// In one transaction: stages scheduled jobs that came due (returned as `staged`, `id,
-    /// kind`), then moves up to `limit` due jobs of `kinds` to `running` for `node`, taking
+    /// In one transaction: stages scheduled jobs that came due if `stage` (returned as
+    /// `staged`, `id, kind`), then moves up to `limit` due jobs of `kinds` to `running` for `node`, taking
     /// from each queue at most its room (`queues`: name, room here, whether it may have a
     /// global limit) and recording each attempt. A queue with a global limit is locked for the
     /// claim, so claims on several nodes count one after the other.
@@ -149,18 +149,22 @@ impl Store {
         queues: &[QueueRoom],
         limit: usize,
         now: i64,
+        stage: bool,
     ) -> Result<Claimed> {
         retry_busy(|| async {
             let tx = self.db.begin().await?;
             if let Some(pin) = self.driver.plan_for_claims() {
                 tx.execute_unprepared(pin).await?;
             }
-            let staged = tx
-                .query_all_raw(self.driver.stage_due(now))
-                .await?
-                .iter()
-                .map(|r| Ok((r.try_get_by_index::<i64>(0)?, r.try_get_by_index(1)?)))
-                .collect::<Result<Vec<(i64, String)>>>()?;
+            let staged = if stage {
+                tx.query_all_raw(self.driver.stage_due(now))
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get_by_index::<i64>(0)?, r.try_get_by_index(1)?)))
+                    .collect::<Result<Vec<(i64, String)>>>()?
+            } else {
+                Vec::new()
+            };
             let mut rooms: Vec<(String, u64)> = queues
                 .iter()
                 .filter(|q| q.room > 0)
