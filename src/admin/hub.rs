@@ -468,7 +468,7 @@ pub fn job_frames(base: &str, job: &Job, status_changed: bool) -> Vec<Frame> {
     let mut frames = vec![Frame::new(
         "progress",
         None,
-        views::job::progress(job).into_string(),
+        views::job::progress_content(job).into_string(),
         &serde_json::json!({"progress": job.progress, "progress_text": job.progress_text}),
     )];
     if status_changed {

@@ -101,10 +101,21 @@ async fn until(c: &Client, what: &str, js: &str) {
             return;
         }
         if tokio::time::Instant::now() > deadline {
-            let src = c.source().await.unwrap_or_default();
+            // The main content, where what is waited for lives (the head is the same on
+            // every page).
+            let main = c
+                .execute(
+                    "return (document.querySelector('main') || document.body).outerHTML;",
+                    vec![],
+                )
+                .await
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let end = main.char_indices().nth(6000).map_or(main.len(), |(i, _)| i);
             panic!(
-                "timed out waiting for {what} ({js});\npage: {}",
-                &src[..src.len().min(4000)]
+                "timed out waiting for {what} ({js});\nmain: {}",
+                &main[..end]
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -389,6 +389,7 @@ async fn every_page_fits_a_phone_and_a_wide_screen() {
         page("/workers/new", None, false),
         page("/workers/new?job=Send%20Newsletter", None, false),
         page("/nodes", Some("/nodes"), false),
+        page("/queues", Some("/queues"), false),
         page("/recurring", Some("/recurring"), false),
         page("/recurring/new", None, false),
         page("/operators", Some("/operators"), false),

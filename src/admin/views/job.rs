@@ -295,12 +295,22 @@ fn action(
 
 /// The progress bar and progress text. Replaced live.
 pub fn progress(job: &Job) -> Markup {
+    // The panel stays and only its content is swapped: an element replaced whole re-registers
+    // with the event stream after the swap, and a frame arriving meanwhile (the 100 % of a job
+    // that just ended, right behind its last report) was lost.
     html! {
-        section class="card progress-panel" id="job-progress" sse-swap="progress" hx-swap="outerHTML" {
-            (progress_bar(job.progress, job.status))
-            @if let Some(text) = &job.progress_text {
-                p class="progress-text" { (linkified(text)) }
-            }
+        section class="card progress-panel" id="job-progress" sse-swap="progress" hx-swap="innerHTML" {
+            (progress_content(job))
+        }
+    }
+}
+
+/// What the progress panel holds: the bar and the status line (the `progress` frame).
+pub fn progress_content(job: &Job) -> Markup {
+    html! {
+        (progress_bar(job.progress, job.status))
+        @if let Some(text) = &job.progress_text {
+            p class="progress-text" { (linkified(text)) }
         }
     }
 }
