@@ -92,54 +92,20 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
         limit: u64,
         now: i64,
     ) -> Statement {
-        let mut values: Vec<Value> = Vec::new();
-        let mut branches: Vec<String> = Vec::with_capacity(queues.len());
-        for (i, (queue, room)) in queues.iter().enumerate() {
-            // The queue's name is the index key, or NULL while it is paused: a paused queue's
-            // range is never read (a per-row pause filter would walk all of it, on SQLite).
-            branches.push(format!(
-                "SELECT id, priority, run_at FROM (SELECT id, priority, run_at \
-                 FROM nightshift_jobs{index} \
-                 WHERE status = 'new' \
-                 AND queue = (SELECT CAST(? AS TEXT) WHERE NOT EXISTS \
-                   (SELECT 1 FROM nightshift_queues p WHERE p.name = ? AND p.paused)) \
-                 AND kind IN ({kinds}) AND run_at <= ? \
-                 ORDER BY priority DESC, run_at, id LIMIT ?{lock}) AS q{i}",
-                index = self.ready_index(),
-                kinds = placeholders(kinds.len()),
-                lock = self.claim_lock(),
-            ));
-            values.push(queue.as_str().into());
-            values.push(queue.as_str().into());
-            values.extend(kinds.iter().map(|k| Value::from(k.as_str())));
-            values.push(now.into());
-            values.push((*room.min(&limit) as i64).into());
-        }
-        // Each queue gives at most its share from the head of its range; with several, the
-        // best of those heads, at most `limit` in all.
-        let picked = if branches.len() == 1 {
-            branches.remove(0)
-        } else {
-            values.push((limit as i64).into());
-            format!(
-                "SELECT id, priority, run_at FROM ({}) AS heads \
-                 ORDER BY priority DESC, run_at, id LIMIT ?",
-                branches.join(" UNION ALL ")
-            )
-        };
-        // Picked once, in a materialized CTE: as a plain `IN (subquery)` PostgreSQL may run the
-        // subquery again for its join, and each run locks and returns more rows than its LIMIT.
-        let sql = format!(
-            "WITH picked AS MATERIALIZED ({picked}) \
-             UPDATE nightshift_jobs SET status = 'running', attempt = attempt + 1, \
-             started_at = ?, updated_at = ?, finished_at = NULL, locked_by = ?, \
-             progress = 0, progress_text = NULL, error_rows = 0 \
-             WHERE id IN (SELECT id FROM picked) AND status = 'new' \
-             RETURNING *"
-        );
-        // In text order: the CTE's placeholders, then the SET clause's.
-        values.extend([now.into(), now.into(), node.into()]);
-        self.stmt(&sql, values)
+        let (picked, values) = self.pick(kinds, queues, limit, now);
+        claim_picked(self, &picked, values, node, now)
+    }
+
+    /// The select of the jobs a claim takes (`id, priority, run_at`), and its values: per
+    /// queue one subselect of its range, their union under one `ORDER BY … LIMIT`.
+    fn pick(
+        &self,
+        kinds: &[String],
+        queues: &[(String, u64)],
+        limit: u64,
+        now: i64,
+    ) -> (String, Vec<Value>) {
+        pick_union(self, kinds, queues, limit, now)
     }
 
     /// The earliest `run_at` among scheduled jobs of `kinds` (due jobs are `new`: a claim
@@ -412,6 +378,76 @@ pub(crate) struct StatRow {
     pub cancelled: i32,
     /// Time spent running, summed.
     pub run_ms: i64,
+}
+
+/// Per queue one subselect of its range (at most its share), their union under one `ORDER BY
+/// … LIMIT`: every database can run it.
+pub(super) fn pick_union<D: Driver + ?Sized>(
+    d: &D,
+    kinds: &[String],
+    queues: &[(String, u64)],
+    limit: u64,
+    now: i64,
+) -> (String, Vec<Value>) {
+    let mut values: Vec<Value> = Vec::new();
+    let mut branches: Vec<String> = Vec::with_capacity(queues.len());
+    for (i, (queue, room)) in queues.iter().enumerate() {
+        // The queue's name is the index key, or NULL while it is paused: a paused queue's
+        // range is never read (a per-row pause filter would walk all of it, on SQLite).
+        branches.push(format!(
+            "SELECT id, priority, run_at FROM (SELECT id, priority, run_at \
+             FROM nightshift_jobs{index} \
+             WHERE status = 'new' \
+             AND queue = (SELECT CAST(? AS TEXT) WHERE NOT EXISTS \
+               (SELECT 1 FROM nightshift_queues p WHERE p.name = ? AND p.paused)) \
+             AND kind IN ({kinds}) AND run_at <= ? \
+             ORDER BY priority DESC, run_at, id LIMIT ?{lock}) AS q{i}",
+            index = d.ready_index(),
+            kinds = placeholders(kinds.len()),
+            lock = d.claim_lock(),
+        ));
+        values.push(queue.as_str().into());
+        values.push(queue.as_str().into());
+        values.extend(kinds.iter().map(|k| Value::from(k.as_str())));
+        values.push(now.into());
+        values.push((*room.min(&limit) as i64).into());
+    }
+    // Each queue gives at most its share from the head of its range; with several, the
+    // best of those heads, at most `limit` in all.
+    let picked = if branches.len() == 1 {
+        branches.remove(0)
+    } else {
+        values.push((limit as i64).into());
+        format!(
+            "SELECT id, priority, run_at FROM ({}) AS heads \
+             ORDER BY priority DESC, run_at, id LIMIT ?",
+            branches.join(" UNION ALL ")
+        )
+    };
+    (picked, values)
+}
+
+/// The claim around the select of its jobs (`picked`, with `values`).
+fn claim_picked<D: Driver + ?Sized>(
+    driver: &D,
+    picked: &str,
+    mut values: Vec<Value>,
+    node: &str,
+    now: i64,
+) -> Statement {
+    // Picked once, in a materialized CTE: as a plain `IN (subquery)` PostgreSQL may run the
+    // subquery again for its join, and each run locks and returns more rows than its LIMIT.
+    let sql = format!(
+        "WITH picked AS MATERIALIZED ({picked}) \
+         UPDATE nightshift_jobs SET status = 'running', attempt = attempt + 1, \
+         started_at = ?, updated_at = ?, finished_at = NULL, locked_by = ?, \
+         progress = 0, progress_text = NULL, error_rows = 0 \
+         WHERE id IN (SELECT id FROM picked) AND status = 'new' \
+         RETURNING *"
+    );
+    // In text order: the CTE's placeholders, then the SET clause's.
+    values.extend([now.into(), now.into(), node.into()]);
+    driver.stmt(&sql, values)
 }
 
 /// The driver for a database.
