@@ -46,8 +46,10 @@ pub async fn take_flash(mut req: Request, next: Next) -> Response {
         .filter_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='))
         .find_map(unhex);
     let had = message.is_some();
-    // Only full pages show it; an event stream or asset must not consume it.
+    // Only full pages show it; an event stream, an asset or an htmx fragment (a table's
+    // periodic refresh landing between a redirect and its page) must not consume it.
     let is_page = req.method() == axum::http::Method::GET
+        && !req.headers().contains_key("hx-request")
         && !req.uri().path().ends_with("/events")
         && !req.uri().path().contains("/assets/");
     if !is_page {
