@@ -12,6 +12,12 @@
 //! jobs are never buffered: another node with a free slot should start them. Jobs in the
 //! buffer are `running` in the database under this node's lease; on shutdown, or when the
 //! lease is lost, they are given back untouched (attempt refunded).
+//!
+//! Queues: a claim takes from each queue this node serves at most its share of the free room
+//! (a queue with a limit here, at most what the limit leaves), highest priority first within a
+//! queue and the best heads overall; a queue that came back short gets only a probe share until
+//! it gives its full share again. Paused queues are left out (the claim checks pauses itself);
+//! jobs of a queue paused while they waited in the buffer are given back.
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
