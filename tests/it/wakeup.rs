@@ -9,8 +9,10 @@ use tokio::time::Instant;
 
 use crate::helpers::*;
 
-/// Generous for a loaded machine, and far under the 30 s the node would otherwise wait.
-const QUICK: Duration = Duration::from_secs(2);
+/// Generous for a loaded machine (the whole suite runs beside it on 2 cores: 2 s was missed
+/// once), and far under the 30 s the node would otherwise wait. The figure users see is the
+/// bench's `pickup_other_process_ms`.
+const QUICK: Duration = Duration::from_secs(5);
 
 /// The node under test: it polls and beats every 30 s, so only a wake-up can start or stop its
 /// jobs within [`QUICK`].
