@@ -7,93 +7,25 @@
 //!
 //! Without a `chromedriver` on the PATH these tests say so and pass, unless
 //! `NIGHTSHIFT_REQUIRE_BROWSER=1` (set by `.ci/run`), where a missing browser fails them.
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use nightshift::demo::NoArgs;
 use nightshift::recurring::Recurring;
 use nightshift::{JobContext, JobKind, JobStatus};
 use serde_json::{Value, json};
 
 use crate::app::{TestApp, spawn_app};
+use crate::chromium::{self, Browser, ONE_AT_A_TIME};
 use crate::helpers::{finished, wait_for};
 
-/// Chromium is heavy on a 2-core machine: one browser test at a time.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-struct Browser {
-    client: Client,
-    driver: Child,
-    _profile: tempfile::TempDir,
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-}
-
+/// A wide window; the tests narrow it to a phone's where they check one.
 async fn browser() -> Option<Browser> {
-    let driver_bin = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists());
-    let Some(driver_bin) = driver_bin else {
-        if std::env::var("NIGHTSHIFT_REQUIRE_BROWSER").as_deref() == Ok("1") {
-            panic!("chromedriver is not installed (apt-get install chromium chromium-driver)");
-        }
-        eprintln!(
-            "skipping browser test: no chromedriver (apt-get install chromium chromium-driver)"
-        );
-        return None;
+    let scheme = match screenshots() {
+        Some("dark") => "--force-dark-mode",
+        _ => "--no-default-browser-check",
     };
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let driver = Command::new(driver_bin)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromedriver");
-    let profile = tempfile::tempdir().unwrap();
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1400,900",
-                format!("--user-data-dir={}", profile.path().display()),
-                if screenshots() == Some("dark") { "--force-dark-mode" } else { "--no-default-browser-check" },
-            ]
-        }),
-    );
-    let url = format!("http://127.0.0.1:{port}");
-    let mut last_err = None;
-    for _ in 0..50 {
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        match ClientBuilder::new(connector)
-            .capabilities(caps.clone())
-            .connect(&url)
-            .await
-        {
-            Ok(client) => {
-                return Some(Browser {
-                    client,
-                    driver,
-                    _profile: profile,
-                });
-            }
-            Err(e) => last_err = Some(e),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("could not start a Chromium session: {last_err:?}");
+    chromium::open("1400,900", &[scheme]).await
 }
 
 /// `NIGHTSHIFT_SCREENSHOTS=light` (or `dark`, for the dark scheme) keeps a picture of each page

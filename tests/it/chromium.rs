@@ -1,0 +1,97 @@
+//! One headless Chromium per browser test (Debian's `chromium` and `chromium-driver`, driven over
+//! WebDriver), one test at a time across every file that uses it.
+//!
+//! Without a `chromedriver` on the PATH the tests say so and pass, unless
+//! `NIGHTSHIFT_REQUIRE_BROWSER=1` (set by `.ci/run`), where a missing browser fails them.
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder};
+use serde_json::json;
+
+/// Chromium is heavy on a 2-core machine: one browser test at a time.
+pub static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// A headless Chromium with a fresh profile, its window `width,height` (e.g. `"1280,1000"`),
+/// with `extra` arguments; `None` (the test passes, saying so) without a chromedriver unless
+/// `NIGHTSHIFT_REQUIRE_BROWSER=1`. Hold [`ONE_AT_A_TIME`] while it runs.
+pub async fn open(window: &str, extra: &[&str]) -> Option<Browser> {
+    let driver_bin = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let Some(driver_bin) = driver_bin else {
+        if std::env::var("NIGHTSHIFT_REQUIRE_BROWSER").as_deref() == Ok("1") {
+            panic!("chromedriver is not installed (apt-get install chromium chromium-driver)");
+        }
+        eprintln!(
+            "skipping browser test: no chromedriver (apt-get install chromium chromium-driver)"
+        );
+        return None;
+    };
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let driver = Command::new(driver_bin)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let profile = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.push(format!("--window-size={window}"));
+    args.push(format!("--user-data-dir={}", profile.path().display()));
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({ "binary": "/usr/bin/chromium", "args": args }),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let mut last_err = None;
+    for _ in 0..50 {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector)
+            .capabilities(caps.clone())
+            .connect(&url)
+            .await
+        {
+            Ok(client) => {
+                return Some(Browser {
+                    client,
+                    driver,
+                    _profile: profile,
+                });
+            }
+            Err(e) => last_err = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("could not start a Chromium session: {last_err:?}");
+}
