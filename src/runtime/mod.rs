@@ -38,6 +38,12 @@ use crate::store::Store;
 use completer::WriteOp;
 use registry::Registry;
 
+/// About how much work (the slots' time) the buffer of claimed jobs holds while jobs are short.
+const BUFFERED_WORK: Duration = Duration::from_millis(25);
+
+/// The most claimed jobs that wait here for a slot (one claim's worth).
+const MAX_BUFFER: usize = 100;
+
 /// How the runtime behaves. Every field has a default suited to production.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -162,17 +168,22 @@ impl Shared {
     }
 
     /// How many claimed jobs may wait here for a slot: none while jobs are long (they would
-    /// be better started by another node), up to `concurrency` (at least 16) while they take
-    /// under 50 ms.
+    /// be better started by another node); while they take under 50 ms, about what the slots
+    /// finish in [`BUFFERED_WORK`] (at least `concurrency` or 16, at most [`MAX_BUFFER`]): the
+    /// shorter the jobs, the larger the claims, so a deep backlog of short jobs costs few
+    /// statements per job, and no buffered job waits long.
     pub fn buffer_size(&self) -> usize {
         let us = self
             .recent_job_us
             .load(std::sync::atomic::Ordering::Relaxed);
-        if us < 50_000 {
-            self.config.concurrency.max(16)
-        } else {
-            0
+        if us >= 50_000 {
+            return 0;
         }
+        let concurrency = self.config.concurrency;
+        let floor = concurrency.max(16);
+        let fits =
+            concurrency.saturating_mul(BUFFERED_WORK.as_micros() as usize) / (us.max(1) as usize);
+        fits.clamp(floor, MAX_BUFFER.max(floor))
     }
 
     pub fn kind(&self, name: &str) -> Option<JobKind> {

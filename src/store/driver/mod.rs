@@ -84,6 +84,10 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
     /// `queues` at most its share, skipping paused queues, highest priority first, then oldest
     /// due. Each queue is one range of the `nightshift_jobs_ready` index, read from its
     /// start; an attempt starts with its own progress and error count.
+    ///
+    /// `new` means due, so `run_at` is not compared with this node's clock: a job inserted
+    /// due now by a node whose clock runs a millisecond ahead was once skipped here, and as
+    /// nothing woke this node when that millisecond passed, it waited for the next poll.
     fn claim(
         &self,
         node: &str,
@@ -92,20 +96,14 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
         limit: u64,
         now: i64,
     ) -> Statement {
-        let (picked, values) = self.pick(kinds, queues, limit, now);
+        let (picked, values) = self.pick(kinds, queues, limit);
         claim_picked(self, &picked, values, node, now)
     }
 
     /// The select of the jobs a claim takes (`id, priority, run_at`), and its values: per
     /// queue one subselect of its range, their union under one `ORDER BY … LIMIT`.
-    fn pick(
-        &self,
-        kinds: &[String],
-        queues: &[(String, u64)],
-        limit: u64,
-        now: i64,
-    ) -> (String, Vec<Value>) {
-        pick_union(self, kinds, queues, limit, now)
+    fn pick(&self, kinds: &[String], queues: &[(String, u64)], limit: u64) -> (String, Vec<Value>) {
+        pick_union(self, kinds, queues, limit)
     }
 
     /// The earliest `run_at` among scheduled jobs of `kinds` (due jobs are `new`: a claim
@@ -387,7 +385,6 @@ pub(super) fn pick_union<D: Driver + ?Sized>(
     kinds: &[String],
     queues: &[(String, u64)],
     limit: u64,
-    now: i64,
 ) -> (String, Vec<Value>) {
     let mut values: Vec<Value> = Vec::new();
     let mut branches: Vec<String> = Vec::with_capacity(queues.len());
@@ -400,7 +397,7 @@ pub(super) fn pick_union<D: Driver + ?Sized>(
              WHERE status = 'new' \
              AND queue = (SELECT CAST(? AS TEXT) WHERE NOT EXISTS \
                (SELECT 1 FROM nightshift_queues p WHERE p.name = ? AND p.paused)) \
-             AND kind IN ({kinds}) AND run_at <= ? \
+             AND kind IN ({kinds}) \
              ORDER BY priority DESC, run_at, id LIMIT ?{lock}) AS q{i}",
             index = d.ready_index(),
             kinds = placeholders(kinds.len()),
@@ -409,7 +406,6 @@ pub(super) fn pick_union<D: Driver + ?Sized>(
         values.push(queue.as_str().into());
         values.push(queue.as_str().into());
         values.extend(kinds.iter().map(|k| Value::from(k.as_str())));
-        values.push(now.into());
         values.push((*room.min(&limit) as i64).into());
     }
     // Each queue gives at most its share from the head of its range; with several, the

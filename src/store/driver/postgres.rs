@@ -75,15 +75,9 @@ impl Driver for Postgres {
     /// shares arrive as one JSON parameter), each queue's share taken from its range by a
     /// `LATERAL` subselect. A union of one subselect per queue cost its planning per queue on
     /// every claim.
-    fn pick(
-        &self,
-        kinds: &[String],
-        queues: &[(String, u64)],
-        limit: u64,
-        now: i64,
-    ) -> (String, Vec<Value>) {
+    fn pick(&self, kinds: &[String], queues: &[(String, u64)], limit: u64) -> (String, Vec<Value>) {
         if queues.len() < 2 {
-            return super::pick_union(self, kinds, queues, limit, now);
+            return super::pick_union(self, kinds, queues, limit);
         }
         let rooms: Vec<serde_json::Value> = queues
             .iter()
@@ -94,14 +88,13 @@ impl Driver for Postgres {
              (SELECT q.name, q.room FROM json_to_recordset(?::json) AS q(name TEXT, room BIGINT) \
               WHERE NOT EXISTS (SELECT 1 FROM nightshift_queues p WHERE p.name = q.name AND p.paused)) AS q \
              CROSS JOIN LATERAL (SELECT id, priority, run_at FROM nightshift_jobs \
-               WHERE status = 'new' AND queue = q.name AND kind IN ({}) AND run_at <= ? \
+               WHERE status = 'new' AND queue = q.name AND kind IN ({}) \
                ORDER BY priority DESC, run_at, id LIMIT q.room FOR UPDATE SKIP LOCKED) AS h \
              ORDER BY h.priority DESC, h.run_at, h.id LIMIT ?",
             super::placeholders(kinds.len())
         );
         let mut values: Vec<Value> = vec![serde_json::Value::Array(rooms).to_string().into()];
         values.extend(kinds.iter().map(|k| Value::from(k.as_str())));
-        values.push(now.into());
         values.push((limit as i64).into());
         (sql, values)
     }
