@@ -15,6 +15,7 @@ pub(crate) mod error;
 pub(crate) mod extract;
 pub(crate) mod flash;
 pub(crate) mod hub;
+pub(crate) mod metrics;
 pub(crate) mod routes;
 pub(crate) mod schema_form;
 pub(crate) mod security;
@@ -55,6 +56,8 @@ pub(crate) struct Inner {
     pub auth: Auth,
     /// Operators, tokens and login throttling (used by the built-in login only).
     pub accounts: Accounts,
+    /// The counters `/metrics` has folded so far (they must never go down).
+    pub metrics: tokio::sync::Mutex<metrics::Folded>,
 }
 
 impl std::ops::Deref for AdminState {
@@ -125,6 +128,7 @@ where
         accounts: Accounts::new(db.clone()),
         worker,
         auth: auth.clone(),
+        metrics: Default::default(),
     }));
     let protected = routes::protected().layer(from_fn(security::require_login));
     let app = routes::public()
