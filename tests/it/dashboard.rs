@@ -9,7 +9,8 @@ use nightshift::{JobContext, JobKind};
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
-use crate::app::{TestApp, spawn_admin_only_on, spawn_app_on};
+use crate::app::{ADMIN_PASSWORD, TestApp, spawn_admin_only_on, spawn_app, spawn_app_on};
+use crate::chromium::{self, ONE_AT_A_TIME};
 use crate::helpers::{both_databases, builder, finished, wait_for};
 
 /// The dashboard's JSON.
@@ -337,6 +338,172 @@ both_databases! {
         let (_, again) = scrape(&app).await;
         assert_eq!(sample(&again, "nightshift_attempts_total", &done), Some(4.0));
         app.worker.shutdown().await;
+    }
+}
+
+/// In Chromium at 1400 × 900: the dashboard draws its charts with data, its panel refreshes
+/// itself (a job that finishes shows up without a reload), and nothing scrolls sideways. With
+/// `NIGHTSHIFT_SCREENSHOTS=1` it keeps a picture in `target/tmp/dashboard.png` (the README's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_draws_and_refreshes_in_a_browser() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(b) = chromium::open("1400,900", &[]).await else {
+        return;
+    };
+    let app = spawn_app().await;
+    let c = &b.client;
+    // Some history: quick and slower jobs, failures, one on a queue nobody serves.
+    let mut ids = Vec::new();
+    for i in 0..24 {
+        ids.push(app.create("Work", json!({"ms": 20 * (i % 6)})).await);
+    }
+    for _ in 0..3 {
+        ids.push(app.create("Fail", json!({})).await);
+    }
+    ids.push(app.create("Import Products", json!({"rows": 20})).await);
+    ids.push(app.create("Ping", json!({})).await);
+    for id in &ids {
+        finished(&app.worker, *id).await;
+    }
+    let (status, _) = app
+        .post_json(
+            "/workers",
+            &json!({"job": "Ping", "args": {}, "queue": "reports"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    app.worker.flush().await;
+
+    c.goto(&app.url("/login?next=%2Fdashboard")).await.unwrap();
+    let form = c.form(fantoccini::Locator::Css("form")).await.unwrap();
+    form.set_by_name("name", "admin").await.unwrap();
+    form.set_by_name("password", ADMIN_PASSWORD).await.unwrap();
+    form.submit().await.unwrap();
+    let until = |what: &'static str, js: &'static str| async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let v = c
+                .execute(&format!("return !!({js});"), vec![])
+                .await
+                .unwrap();
+            if v == json!(true) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    until(
+        "the dashboard",
+        "document.querySelector('#dashboard svg.chart')",
+    )
+    .await;
+    let drawn = c
+        .execute(
+            "const charts = Array.from(document.querySelectorAll('svg.chart'));
+             return { charts: charts.map(s => Math.round(s.getBoundingClientRect().height)),
+                      bars: document.querySelectorAll('svg.chart rect.done').length,
+                      failed: document.querySelectorAll('svg.chart rect.failed').length,
+                      ranges: document.querySelectorAll('svg.pct-range rect.range').length,
+                      wide: document.documentElement.scrollWidth > document.documentElement.clientWidth,
+                      signals: document.querySelectorAll('.signal').length };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        drawn["charts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h.as_i64() > Some(100)),
+        "{drawn}"
+    );
+    assert!(
+        drawn["bars"].as_i64() >= Some(2) && drawn["failed"].as_i64() >= Some(2),
+        "{drawn}"
+    );
+    assert!(drawn["ranges"].as_i64() >= Some(6), "{drawn}");
+    assert_eq!(drawn["wide"], false, "{drawn}");
+    assert_eq!(drawn["signals"], 1, "the queue nobody serves: {drawn}");
+    // A job that finishes now shows up in the summary without a reload.
+    c.execute("document.body.dataset.notReloaded = '1';", vec![])
+        .await
+        .unwrap();
+    let before = c
+        .execute(
+            "return document.querySelector('.chart-summary .num').textContent;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(before, json!("29"), "24 + 3 + 1 + 1 finished: {before}");
+    let id = app.create("Ping", json!({})).await;
+    finished(&app.worker, id).await;
+    until(
+        "the panel refreshed",
+        "document.querySelector('.chart-summary .num').textContent === '30' \
+         && document.body.dataset.notReloaded === '1'",
+    )
+    .await;
+    if std::env::var("NIGHTSHIFT_SCREENSHOTS").is_ok() {
+        // For the picture only (after the checks): a day of history, as the completers would
+        // have counted it, so the charts have a shape.
+        history(&app).await;
+        c.refresh().await.unwrap();
+        until(
+            "the dashboard again",
+            "document.querySelector('#dashboard svg.chart')",
+        )
+        .await;
+        let shot = c.screenshot().await.unwrap();
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+        std::fs::write(&path, shot).unwrap();
+    }
+    b.client.clone().close().await.ok();
+    app.worker.shutdown().await;
+}
+
+/// Per-minute counts for the last day, busier in the day than at night (for the README's
+/// picture of the dashboard).
+async fn history(app: &TestApp) {
+    let now = now_ms();
+    let this_minute = now - now.rem_euclid(60_000);
+    let buckets = |prefix: &str, spread: &[(usize, i64)]| -> (String, String) {
+        let names: Vec<String> = spread.iter().map(|(i, _)| format!("{prefix}{i}")).collect();
+        let values: Vec<String> = spread.iter().map(|(_, n)| n.to_string()).collect();
+        (names.join(", "), values.join(", "))
+    };
+    for m in 1..(24 * 60) {
+        let minute = this_minute - m * 60_000;
+        let wave = ((m as f64 / 180.0).sin() + 1.3) * 10.0;
+        let done = (wave + (m % 7) as f64) as i64;
+        let failed = i64::from(m % 11 == 0) + i64::from(m % 37 == 0) * 3;
+        let retried = i64::from(m % 5 == 0);
+        let (run_cols, run_vals) = buckets(
+            "run_b",
+            &[
+                (5, done / 2),
+                (6, done - done / 2 - 1),
+                (8, 1 + failed + retried),
+            ],
+        );
+        let (wait_cols, wait_vals) = buckets("wait_b", &[(0, done - 2), (2, 2 + failed + retried)]);
+        sql(
+            app,
+            &format!(
+                "INSERT INTO nightshift_stats (minute, queue, kind, done, failed, retried, cancelled, \
+                 run_ms, wait_ms, {run_cols}, {wait_cols}) \
+                 VALUES ({minute}, 'default', 'Send Newsletter', {done}, {failed}, {retried}, 0, \
+                 {run_ms}, {wait_ms}, {run_vals}, {wait_vals})",
+                run_ms = done * 700,
+                wait_ms = done * 8,
+            ),
+        )
+        .await;
     }
 }
 

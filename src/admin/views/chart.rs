@@ -38,10 +38,10 @@ pub struct Bar {
     pub title: String,
 }
 
-/// Stacked bars over time, scaled to the tallest, with the scale's top and the span's ends
-/// written on it. `label` says in words what it shows (the image's name); `from` and `to`
-/// label the ends of the time axis.
-pub fn stacked(label: &str, bars: &[Bar], from: &str, to: &str) -> Markup {
+/// Stacked bars over time, scaled to the tallest, with the scale's top (`{max} {unit}`) and the
+/// span's ends written on it. `label` says in words what it shows (the image's name); `from` and
+/// `to` label the ends of the time axis.
+pub fn stacked(label: &str, bars: &[Bar], unit: &str, from: &str, to: &str) -> Markup {
     const W: f64 = 600.0;
     const TOP: f64 = 14.0;
     const PLOT: f64 = 110.0;
@@ -56,7 +56,7 @@ pub fn stacked(label: &str, bars: &[Bar], from: &str, to: &str) -> Markup {
             preserveAspectRatio="xMidYMid meet" xmlns="http://www.w3.org/2000/svg" {
             title { (label) }
             line class="grid" x1="0" x2=(W) y1=(TOP) y2=(TOP) {}
-            text class="axis" x="2" y=(TOP - 3.0) { (max) " per step" }
+            text class="axis" x="2" y=(TOP - 3.0) { (max) " " (unit) }
             @for (i, b) in bars.iter().enumerate() {
                 @let x = i as f64 * step;
                 // A full-height, see-through hit area carries the tooltip.
@@ -154,7 +154,7 @@ mod tests {
                 title: "10:01 none".into(),
             },
         ];
-        let m = stacked("4 finished <b>", &bars, "10:00", "10:01").into_string();
+        let m = stacked("4 finished <b>", &bars, "a minute", "10:00", "10:01").into_string();
         assert!(
             m.contains(r#"role="img" aria-label="4 finished &lt;b&gt;""#),
             "{m}"
@@ -175,9 +175,9 @@ mod tests {
             "an empty bar draws nothing"
         );
         // No data at all still draws the frame.
-        let empty = stacked("nothing", &[], "a", "b").into_string();
+        let empty = stacked("nothing", &[], "a minute", "a", "b").into_string();
         assert!(
-            empty.contains("<svg") && empty.contains("1 per step"),
+            empty.contains("<svg") && empty.contains("1 a minute"),
             "{empty}"
         );
     }

@@ -33,14 +33,14 @@ pub fn dashboard_panel(base: &str, d: &Dashboard) -> Markup {
             section class="card" aria-labelledby="chart-hour" {
                 h2 id="chart-hour" { "Last hour" span class="muted small" { " · per minute" } }
                 (summary(hour, "in the last hour"))
-                (chart(hour, "minute", "%H:%M"))
+                (chart(hour, "minute", "a minute", "%H:%M"))
             }
             section class="card" aria-labelledby="chart-day" {
                 h2 id="chart-day" { "Last 24 hours" span class="muted small" { " · per 15 minutes" } }
                 (summary(day, "in the last 24 hours"))
-                (chart(day, "15 minutes", "%a %H:%M"))
+                (chart(day, "15 minutes", "per 15 min", "%a %H:%M"))
             }
-            section class="card" aria-labelledby="kinds" {
+            section class="card per-kind" aria-labelledby="kinds" {
                 h2 id="kinds" { "Wait and run time per kind" span class="muted small" { " · last 24 hours" } }
                 (kinds_table(base, &d.series.kinds))
             }
@@ -93,7 +93,7 @@ fn summary(s: &Series, span: &str) -> Markup {
 }
 
 /// Stacked bars of one series, with a legend.
-fn chart(s: &Series, step: &str, time_format: &str) -> Markup {
+fn chart(s: &Series, step: &str, unit: &str, time_format: &str) -> Markup {
     let t = s.total();
     let label = format!(
         "Jobs finished per {step}: {} done, {} failed, {} retried, {} cancelled in all",
@@ -118,7 +118,7 @@ fn chart(s: &Series, step: &str, time_format: &str) -> Markup {
     };
     html! {
         figure class="chart-box" {
-            (stacked(&label, &bars, &at(s.points.first()), &at(s.points.last())))
+            (stacked(&label, &bars, unit, &at(s.points.first()), &at(s.points.last())))
             figcaption class="legend small muted" {
                 span class="key done" {} "done "
                 span class="key failed" {} "failed "
