@@ -236,12 +236,24 @@ fn oldest_due(f: &Facts, q: &QueueInfo) -> Option<DateTime<Utc>> {
     q.oldest_waiting_s.map(|s| to_datetime(f.now - s * 1000))
 }
 
+/// "1 job", "2,345 jobs", or "10,000+ jobs" for a count that reached the cap of the capped
+/// counts it comes from.
 fn jobs(n: i64) -> String {
     if n == 1 {
-        "1 job".to_owned()
-    } else {
-        format!("{n} jobs")
+        return "1 job".to_owned();
     }
+    let digits = n.max(0).to_string();
+    let mut out = String::with_capacity(digits.len() + 4);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n >= crate::store::COUNT_CAP as i64 {
+        out.push('+');
+    }
+    format!("{out} jobs")
 }
 
 /// A link to the jobs list: `/workers?status=TAB&…`.
@@ -355,6 +367,13 @@ mod tests {
         assert_eq!(s[3].count, 1, "only the job past 3 × p95 + margin");
         assert_eq!(s[3].link, "/workers?status=running&job=Work");
         assert_eq!(s[4].link, "/workers?status=scheduled&queue=default");
+    }
+
+    #[test]
+    fn counts_read_well_and_say_when_capped() {
+        assert_eq!(jobs(1), "1 job");
+        assert_eq!(jobs(2_345), "2,345 jobs");
+        assert_eq!(jobs(10_000), "10,000+ jobs");
     }
 
     #[test]

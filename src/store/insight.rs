@@ -245,14 +245,17 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get_by_index(0)?)).collect()
     }
 
-    /// How many jobs of `kind` wait (`new` or `scheduled`, counted up to [`COUNT_CAP`]) and
-    /// when the first of them was created.
+    /// How many jobs of `kind` wait (`new` or `scheduled`) among its newest [`COUNT_CAP`] jobs,
+    /// and when the first of those was created. Bounded so that a retired kind with a long
+    /// history costs a fixed probe of the `(kind, id)` index, not a walk of all its jobs; jobs
+    /// left waiting for a missing handler are its newest.
     async fn waiting_of_kind(&self, kind: &str) -> Result<(i64, Option<i64>)> {
         let row = self
             .read
             .query_one_raw(self.driver.stmt(
-                "SELECT COUNT(*), MIN(created_at) FROM (SELECT created_at FROM nightshift_jobs \
-                 WHERE kind = ? AND status IN ('new', 'scheduled') ORDER BY id LIMIT ?) AS w",
+                "SELECT COUNT(*), MIN(created_at) FROM (SELECT status, created_at \
+                 FROM nightshift_jobs WHERE kind = ? ORDER BY id DESC LIMIT ?) AS w \
+                 WHERE status IN ('new', 'scheduled')",
                 vec![kind.into(), (COUNT_CAP as i64).into()],
             ))
             .await?;
