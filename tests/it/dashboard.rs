@@ -343,11 +343,15 @@ both_databases! {
 
 /// In Chromium at 1400 × 900: the dashboard draws its charts with data, its panel refreshes
 /// itself (a job that finishes shows up without a reload), and nothing scrolls sideways. With
-/// `NIGHTSHIFT_SCREENSHOTS=1` it keeps a picture in `target/tmp/dashboard.png` (the README's).
+/// `NIGHTSHIFT_SCREENSHOTS=1` it keeps a picture in `target/tmp/dashboard.png` (the README's;
+/// `=dark` in the dark scheme, `dashboard-dark.png`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_draws_and_refreshes_in_a_browser() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let Some(b) = chromium::open("1400,900", &[]).await else {
+    // `NIGHTSHIFT_SCREENSHOTS=dark`: the picture in the dark scheme.
+    let dark = std::env::var("NIGHTSHIFT_SCREENSHOTS").as_deref() == Ok("dark");
+    let scheme: &[&str] = if dark { &["--force-dark-mode"] } else { &[] };
+    let Some(b) = chromium::open("1400,900", scheme).await else {
         return;
     };
     let app = spawn_app().await;
@@ -460,7 +464,12 @@ async fn the_dashboard_draws_and_refreshes_in_a_browser() {
         )
         .await;
         let shot = c.screenshot().await.unwrap();
-        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+        let name = if dark {
+            "dashboard-dark.png"
+        } else {
+            "dashboard.png"
+        };
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
         std::fs::write(&path, shot).unwrap();
     }
     b.client.clone().close().await.ok();
