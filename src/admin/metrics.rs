@@ -202,16 +202,13 @@ impl Collector for Snapshot {
                 )?;
             }
         }
-        let m = enc.encode_descriptor(
+        enc.encode_descriptor(
             "nightshift_nodes",
             "Nodes with a row in the database (live or not yet reaped)",
             None,
             MetricType::Gauge,
-        )?;
-        {
-            let mut m = m;
-            m.encode_gauge(&(self.nodes.len() as i64))?;
-        }
+        )?
+        .encode_gauge(&(self.nodes.len() as i64))?;
         let mut m = enc.encode_descriptor(
             "nightshift_node_heartbeat_age_seconds",
             "Seconds since each node's last heartbeat",
