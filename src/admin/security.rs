@@ -248,7 +248,11 @@ async fn session_operator(
 }
 
 fn is_quiet(path: &str) -> bool {
-    path.starts_with("/assets/") || path.ends_with("/events") || path == "/healthz"
+    path.starts_with("/assets/")
+        || path.ends_with("/events")
+        || path == "/healthz"
+        // A scraper is no browser: no form cookie for it.
+        || path == "/metrics"
 }
 
 /// Refuses cross-site state changes, and state changes that do not echo the CSRF token: the

@@ -296,6 +296,22 @@ both_databases! {
 
         let anonymous = app.anonymous.get(app.url("/metrics")).send().await.unwrap();
         assert_eq!(anonymous.status().as_u16(), 401);
+        assert!(anonymous.headers().get("set-cookie").is_none(), "no form cookie for a scraper");
+        // A viewer's token is enough to scrape.
+        let accounts = nightshift::auth::Accounts::new(app.worker.store().connection().clone());
+        accounts
+            .add("prometheus", "a long enough password", nightshift::Role::Viewer)
+            .await
+            .unwrap();
+        let (token, _) = accounts.create_token("prometheus", "scraper").await.unwrap();
+        let res = app
+            .anonymous
+            .get(app.url("/metrics"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 200);
 
         let (types, samples) = scrape(&app).await;
         for (family, kind) in [
