@@ -353,6 +353,29 @@ both_databases! {
         app.worker.flush().await;
         let (_, again) = scrape(&app).await;
         assert_eq!(sample(&again, "nightshift_attempts_total", &done), Some(4.0));
+
+        // `/metrics` alone on an address of its own: the same text for a token, nothing else.
+        let alone: axum::Router =
+            nightshift::admin::metrics_router(app.worker.clone(), nightshift::auth::Auth::sessions());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(nightshift::admin::serve::serve(
+            listener,
+            alone,
+            std::future::pending(),
+            nightshift::admin::serve::ServeOptions::default(),
+        ));
+        let res = app.client.get(format!("{addr}/metrics")).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 200);
+        let text = res.text().await.unwrap();
+        assert!(
+            text.contains(r#"nightshift_attempts_total{queue="default",kind="Work",outcome="done"} 4"#),
+            "{text}"
+        );
+        let res = app.anonymous.get(format!("{addr}/metrics")).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 401);
+        let res = app.client.get(format!("{addr}/dashboard")).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 404);
         app.worker.shutdown().await;
     }
 }

@@ -89,7 +89,8 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
-async fn not_found() -> WebError {
+/// Any path no route takes.
+pub(crate) async fn not_found() -> WebError {
     WebError::not_found("There is no such page.")
 }
 
