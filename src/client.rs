@@ -539,6 +539,19 @@ impl Client {
             .await
     }
 
+    /// The dashboard: what finished per minute over the last hour and per 15 minutes over the
+    /// last day, wait and run-time percentiles per kind, and the health signals. Read from the
+    /// per-minute counts, node rows and capped probes, never by walking the jobs.
+    pub async fn dashboard(&self) -> Result<crate::insight::Dashboard> {
+        let c = &self.shared.config;
+        // A node that missed a couple of heartbeats is worth a look before it is reaped.
+        let stale = Ord::max(c.node_timeout / 2, c.heartbeat_interval * 2);
+        self.shared
+            .store
+            .dashboard(self.shared.clock.now(), stale.as_millis() as i64)
+            .await
+    }
+
     /// Waits until everything reported so far is written (at once if the runtime is not started).
     pub async fn flush(&self) {
         let started = {

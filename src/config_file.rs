@@ -100,6 +100,14 @@ pub const SETTINGS: &[Spec] = &[
         help: "Mark the session cookie `Secure` (when served over HTTPS, or behind a TLS proxy)",
     },
     Spec {
+        key: "metrics_bind",
+        flag: Some("metrics-bind"),
+        env: "NIGHTSHIFT_METRICS_BIND",
+        value_name: Some("HOST:PORT"),
+        default: None,
+        help: "Also serve `/metrics` alone on this address (scrapers still need an API token)",
+    },
+    Spec {
         key: "log_format",
         flag: Some("log-format"),
         env: "NIGHTSHIFT_LOG_FORMAT",
@@ -188,7 +196,7 @@ settings_args!(
 settings_args!(
     /// What `serve` takes: a worker node's settings and the admin's.
     ServeArgs: "database_url", "secret_key_file", "concurrency", "drain_timeout", "no_demo",
-        "bind", "no_workers", "secure_cookies"
+        "bind", "no_workers", "secure_cookies", "metrics_bind"
 );
 
 /// `--config` and `--log-format`, taken by every command.
@@ -292,6 +300,8 @@ pub struct Config {
     pub no_demo: Setting<bool>,
     pub no_workers: Setting<bool>,
     pub secure_cookies: Setting<bool>,
+    /// Where `/metrics` is also served alone, if anywhere.
+    pub metrics_bind: Setting<Option<String>>,
     pub log_format: Setting<LogFormat>,
     pub log_filter: Setting<String>,
 }
@@ -319,6 +329,7 @@ impl Config {
             no_demo: r.get("no_demo", switch())?,
             no_workers: r.get("no_workers", switch())?,
             secure_cookies: r.get("secure_cookies", switch())?,
+            metrics_bind: r.optional("metrics_bind", string_setting(bind))?,
             log_format: r.get("log_format", string_setting(log_format))?,
             log_filter: r.log_filter(log_filter)?,
             file: file.map(|f| f.name),
@@ -367,6 +378,11 @@ impl Config {
                 "secure_cookies",
                 b(&self.secure_cookies),
                 &self.secure_cookies.source,
+            ),
+            (
+                "metrics_bind",
+                self.metrics_bind.value.clone().map(Value::String),
+                &self.metrics_bind.source,
             ),
             (
                 "log_format",

@@ -122,6 +122,7 @@ pub mod demo;
 pub mod entity;
 pub mod error;
 pub mod events;
+pub mod insight;
 pub mod job;
 pub mod job_args;
 pub mod kind;

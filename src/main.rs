@@ -207,12 +207,34 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 signal.clone(),
                 nightshift::admin::serve::ServeOptions::default(),
             );
+            // `/metrics` alone on an address of its own, if asked for.
+            let metrics_signal = signal.clone();
+            let metrics = async {
+                let Some(bind) = &config.metrics_bind.value else {
+                    return Ok(());
+                };
+                let listener = tokio::net::TcpListener::bind(bind)
+                    .await
+                    .map_err(|e| std::io::Error::other(format!("cannot listen on {bind}: {e}")))?;
+                tracing::info!("metrics at http://{}/metrics", listener.local_addr()?);
+                let app: axum::Router = nightshift::admin::metrics_router(
+                    worker.clone(),
+                    Auth::Sessions(SessionOptions::default()),
+                );
+                nightshift::admin::serve::serve(
+                    listener,
+                    app,
+                    metrics_signal,
+                    nightshift::admin::serve::ServeOptions::default(),
+                )
+                .await
+            };
             let jobs = async {
                 signal.await;
                 worker.shutdown().await;
                 Ok(())
             };
-            tokio::try_join!(http, jobs)?;
+            tokio::try_join!(http, metrics, jobs)?;
         }
         Command::Worker(_) => {
             let worker = build(&config).await?;

@@ -187,6 +187,7 @@ impl WorkerBuilder {
             boot_id: runtime::maintenance::boot_id(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             queues: None,
+            kinds: None,
         };
         let lease =
             runtime::lease::Lease::new(self.config.node_timeout, self.config.heartbeat_interval);

@@ -15,6 +15,7 @@ pub(crate) mod error;
 pub(crate) mod extract;
 pub(crate) mod flash;
 pub(crate) mod hub;
+pub(crate) mod metrics;
 pub(crate) mod routes;
 pub(crate) mod schema_form;
 pub(crate) mod security;
@@ -55,6 +56,8 @@ pub(crate) struct Inner {
     pub auth: Auth,
     /// Operators, tokens and login throttling (used by the built-in login only).
     pub accounts: Accounts,
+    /// The counters `/metrics` has folded so far (they must never go down).
+    pub metrics: tokio::sync::Mutex<metrics::Folded>,
 }
 
 impl std::ops::Deref for AdminState {
@@ -120,12 +123,7 @@ where
 {
     let worker: Client = client.into();
     let db = worker.store().connection().clone();
-    let state = AdminState(Arc::new(Inner {
-        hub: Hub::new(worker.clone()),
-        accounts: Accounts::new(db.clone()),
-        worker,
-        auth: auth.clone(),
-    }));
+    let state = admin_state(worker, &auth);
     let protected = routes::protected().layer(from_fn(security::require_login));
     let app = routes::public()
         .merge(protected)
@@ -168,6 +166,38 @@ where
     };
     app.layer(from_fn(security::security_headers))
         .layer(axum_htmx::AutoVaryLayer)
+        .with_state(state)
+}
+
+fn admin_state(worker: Client, auth: &Auth) -> AdminState {
+    let db = worker.store().connection().clone();
+    AdminState(Arc::new(Inner {
+        hub: Hub::new(worker.clone()),
+        accounts: Accounts::new(db),
+        worker,
+        auth: auth.clone(),
+        metrics: Default::default(),
+    }))
+}
+
+/// `GET /metrics` alone (the Prometheus text format), to serve on an address of its own (e.g.
+/// one only the monitoring network reaches): every other path is a 404. A scraper still needs
+/// an API token (`Authorization: Bearer …`, any role) — or, with [`Auth::custom`], whatever the
+/// host's authenticator accepts; there are no sessions here.
+pub fn metrics_router<S>(client: impl Into<Client>, auth: Auth) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let state = admin_state(client.into(), &auth);
+    axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(routes::metrics::metrics).layer(from_fn(security::require_login)),
+        )
+        .fallback(routes::not_found)
+        .layer(from_fn_with_state(state.clone(), render_errors))
+        .layer(from_fn_with_state(state.clone(), security::authenticate))
+        .layer(from_fn(security::security_headers))
         .with_state(state)
 }
 

@@ -248,7 +248,11 @@ async fn session_operator(
 }
 
 fn is_quiet(path: &str) -> bool {
-    path.starts_with("/assets/") || path.ends_with("/events") || path == "/healthz"
+    path.starts_with("/assets/")
+        || path.ends_with("/events")
+        || path == "/healthz"
+        // A scraper is no browser: no form cookie for it.
+        || path == "/metrics"
 }
 
 /// Refuses cross-site state changes, and state changes that do not echo the CSRF token: the
@@ -362,7 +366,9 @@ pub fn needed_role(method: &Method, path: &str) -> Role {
 pub async fn require_login(req: Request, next: Next) -> Response {
     let Some(op) = req.extensions().get::<Operator>().cloned() else {
         let json = wants_json(req.headers()) || bearer(req.headers()).is_some();
-        if json || req.method() != Method::GET {
+        // A scraper is told it needs a token, not sent to a login form.
+        let machine = req.uri().path() == "/metrics";
+        if json || machine || req.method() != Method::GET {
             return WebError::new(StatusCode::UNAUTHORIZED, "Please log in.").into_response();
         }
         let base = base_of(req.extensions());

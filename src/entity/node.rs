@@ -26,6 +26,9 @@ pub struct Model {
     /// The queues it serves and how many of each it runs at once (a JSON object).
     #[sea_orm(column_type = "Text", nullable)]
     pub queues: Option<String>,
+    /// The job kinds it has handlers for (a JSON array); `None` from nodes that predate it.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub kinds: Option<String>,
 }
 
 /// Relations to other tables: none declared (joins are written in the queries).

@@ -376,6 +376,7 @@ fn completion(
         status,
         error,
         run_at: None,
+        due_at: Some(job.run_at),
         outcome,
         refund_attempt: false,
         log: None,

@@ -100,7 +100,7 @@ pub(crate) async fn once(
     let sent_local = shared.clock.local();
     let (existed, db_now) = shared
         .store
-        .heartbeat(&shared.node, &shared.queues_json())
+        .heartbeat(&shared.node, &shared.queues_json(), &shared.kinds_json())
         .await?;
     // A heartbeat that waited (a busy database, a retry) says little about the offset.
     if sent.elapsed() < MAX_CLOCK_SAMPLE {
@@ -208,6 +208,7 @@ fn rescue(shared: &Shared, orphans: Vec<crate::entity::job::Model>) {
             status,
             error: Some(format!("worker lost (node {node})")),
             run_at,
+            due_at: Some(job.run_at),
             outcome: "lost",
             refund_attempt: false,
             log: Some(format!(

@@ -213,6 +213,12 @@ impl Shared {
         out
     }
 
+    /// The kinds this node has handlers for, as the node's row records them (a JSON array):
+    /// the admin tells from it which waiting jobs no node claims.
+    pub fn kinds_json(&self) -> String {
+        serde_json::Value::from(self.kind_names()).to_string()
+    }
+
     /// The queues served here as the node's row records them: `{"name": how many run here at
     /// once}`.
     pub fn queues_json(&self) -> String {

@@ -289,6 +289,7 @@ async fn give_back(shared: &Shared, ready: &mut VecDeque<(Instant, job::Model)>)
             error: None,
             // It keeps its place in its queue.
             run_at: None,
+            due_at: None,
             outcome: "interrupted",
             refund_attempt: true,
             log: None,

@@ -6,6 +6,7 @@
 //! late writer changes nothing.
 mod connect;
 mod driver;
+mod insight;
 mod jobs;
 mod list;
 mod nodes;
@@ -21,6 +22,7 @@ use crate::state::JobStatus;
 
 pub use connect::{connect, is_unavailable};
 use driver::Driver;
+pub use insight::StatSum;
 pub(crate) use jobs::QueueRoom;
 pub use list::{COUNT_CAP, JobFilter};
 pub use reads::ResultSummary;
@@ -70,6 +72,9 @@ pub(crate) struct Completion {
     pub error: Option<String>,
     /// When a requeued job may run again.
     pub run_at: Option<i64>,
+    /// When the attempt was due (the job's `run_at` when it was claimed): its wait, due to
+    /// start, is counted in the per-minute histograms.
+    pub due_at: Option<i64>,
     /// `done`, `error`, `panic`, `timeout`, `error_rows`, `bad_args`, `killed`, `interrupted`.
     pub outcome: &'static str,
     /// Give the attempt back (a shutdown interrupted it through no fault of the job); its

@@ -15,13 +15,19 @@ use crate::state::JobStatus;
 
 impl Store {
     /// Records that `node` is alive (on its own connection), inserting its row if it is new or
-    /// was reaped, with the queues it serves (`queues`, a JSON object). The time stored is the
-    /// database's. Returns whether the row was there, and the database's time.
-    pub(crate) async fn heartbeat(&self, me: &node::Model, queues: &str) -> Result<(bool, i64)> {
+    /// was reaped, with the queues it serves (`queues`, a JSON object) and the kinds it handles
+    /// (`kinds`, a JSON array). The time stored is the database's. Returns whether the row was
+    /// there, and the database's time.
+    pub(crate) async fn heartbeat(
+        &self,
+        me: &node::Model,
+        queues: &str,
+        kinds: &str,
+    ) -> Result<(bool, i64)> {
         retry_busy(|| async {
             let row = self
                 .beat
-                .query_one_raw(self.driver.heartbeat(&me.id, queues))
+                .query_one_raw(self.driver.heartbeat(&me.id, queues, kinds))
                 .await?;
             if let Some(row) = row {
                 return Ok((true, row.try_get_by_index::<i64>(0)?));
@@ -30,6 +36,7 @@ impl Store {
                 .beat
                 .query_one_raw(self.driver.insert_node(&node::Model {
                     queues: Some(queues.to_owned()),
+                    kinds: Some(kinds.to_owned()),
                     ..me.clone()
                 }))
                 .await?

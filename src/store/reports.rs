@@ -13,6 +13,7 @@ use super::*;
 use crate::context::ResultCell;
 use crate::entity::{job, job_log, job_result};
 use crate::error::{Error, Result};
+use crate::insight::histogram::bucket_of;
 use crate::state::JobStatus;
 
 /// Reports gathered by the completer since its last flush.
@@ -427,7 +428,8 @@ struct Changed {
     started_at: Option<i64>,
 }
 
-/// Counts a finished attempt in its minute's row (by the completion's time).
+/// Counts a finished attempt in its minute's row (by the completion's time), with how long it
+/// ran and how long it had waited since it was due.
 fn count_stat(
     stats: &mut BTreeMap<(i64, String, String), StatRow>,
     c: &Completion,
@@ -453,6 +455,13 @@ fn count_stat(
         JobStatus::Running | JobStatus::Aborting => {}
     }
     if let Some(start) = started_at {
-        row.run_ms += Ord::max(c.at - start, 0);
+        let ran = Ord::max(c.at - start, 0);
+        row.run_ms += ran;
+        row.run[bucket_of(ran)] += 1;
+        if let Some(due) = c.due_at {
+            let waited = Ord::max(start - due, 0);
+            row.wait_ms += waited;
+            row.wait[bucket_of(waited)] += 1;
+        }
     }
 }

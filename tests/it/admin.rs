@@ -11,7 +11,7 @@ async fn root_redirects_and_health_answers() {
     let app = spawn_app().await;
     let res = app.client.get(app.url("/")).send().await.unwrap();
     assert_eq!(res.status().as_u16(), 303);
-    assert_eq!(res.headers()["location"], "/workers");
+    assert_eq!(res.headers()["location"], "/dashboard");
     let (status, body) = app.get_json("/healthz").await;
     assert_eq!((status, body), (200, json!({"status": "ok"})));
     let (status, _) = app.get_html("/nope").await;
@@ -464,7 +464,7 @@ async fn mounted_under_a_prefix_every_link_stays_inside_it() {
         .await
         .unwrap();
     let res = app.client.get(app.url("")).send().await.unwrap();
-    assert_eq!(res.headers()["location"], "/admin/jobs/workers");
+    assert_eq!(res.headers()["location"], "/admin/jobs/dashboard");
     let pages = [
         "/workers".to_owned(),
         "/workers?status=errors".to_owned(),

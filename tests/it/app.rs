@@ -35,6 +35,13 @@ pub async fn spawn_admin_only() -> TestApp {
     spawn("", false).await
 }
 
+/// The admin with no workers of its own over the database at `url`.
+pub async fn spawn_admin_only_on(url: &str) -> TestApp {
+    let mut db = temp_db();
+    db.url = url.to_owned();
+    spawn_with(db, "", false).await
+}
+
 /// The admin at the root over the database at `url` (e.g. a fresh PostgreSQL database).
 pub async fn spawn_app_on(url: &str) -> TestApp {
     let mut db = temp_db();

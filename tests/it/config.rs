@@ -20,6 +20,7 @@ const VARS: &[&str] = &[
     "NIGHTSHIFT_NO_DEMO",
     "NIGHTSHIFT_NO_WORKERS",
     "NIGHTSHIFT_SECURE_COOKIES",
+    "NIGHTSHIFT_METRICS_BIND",
     "NIGHTSHIFT_LOG_FORMAT",
     "RUST_LOG",
 ];
@@ -205,18 +206,22 @@ fn the_database_used_follows_the_same_order() {
     assert!(!p.join("nightshift.db").exists());
 }
 
-/// `serve` with everything from the file: it listens where the file says and logs JSON lines.
+/// `serve` with everything from the file: it listens where the file says and logs JSON lines;
+/// `/metrics` is also served alone where `metrics_bind` says (and wants a token there too).
 #[test]
 fn serve_reads_the_file_and_logs_json_lines() {
     let dir = tempfile::tempdir().unwrap();
-    let port = {
+    let free_port = || {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
+    let port = free_port();
+    let metrics_port = free_port();
     std::fs::write(
         dir.path().join("nightshift.toml"),
         format!(
             "bind = \"127.0.0.1:{port}\"\n\
+             metrics_bind = \"127.0.0.1:{metrics_port}\"\n\
              database_url = \"sqlite://served.db?mode=rwc\"\n\
              no_demo = true\n\
              log_format = \"json\"\n\
@@ -266,17 +271,45 @@ fn serve_reads_the_file_and_logs_json_lines() {
         lines.iter().any(|l| l.contains("/setup?token=")),
         "{lines:?}"
     );
-    let health = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
-        use std::io::{Read, Write};
-        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
-        let mut answer = String::new();
-        s.read_to_string(&mut answer)?;
-        Ok(answer)
-    });
+    let get = |port: u16, path: &str| {
+        std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+            use std::io::{Read, Write};
+            let request =
+                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            s.write_all(request.as_bytes())?;
+            let mut answer = String::new();
+            s.read_to_string(&mut answer)?;
+            Ok(answer)
+        })
+    };
+    let health = get(port, "/healthz");
+    // The metrics address comes up beside the admin's.
+    let metrics_at = format!("metrics at http://127.0.0.1:{metrics_port}/metrics");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !lines.iter().any(|l| l.contains(&metrics_at)) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => lines.push(line),
+            Err(_) => break,
+        }
+    }
+    let metrics = get(metrics_port, "/metrics");
+    let other = get(metrics_port, "/healthz");
     let _ = child.kill();
     let _ = child.wait();
     let health = health.unwrap();
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(lines.iter().any(|l| l.contains(&metrics_at)), "{lines:?}");
+    let metrics = metrics.unwrap();
+    assert!(
+        metrics.starts_with("HTTP/1.1 401"),
+        "a token is needed: {metrics}"
+    );
+    let other = other.unwrap();
+    assert!(
+        other.starts_with("HTTP/1.1 404"),
+        "only /metrics there: {other}"
+    );
     // Whatever it wrote until it was killed is JSON as well.
     while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
         serde_json::from_str::<Value>(&line)
@@ -367,6 +400,12 @@ fn bad_values_are_refused_naming_the_key_and_where_it_came_from() {
             env: &[],
             args: &["--bind", "not-an-address"],
             says: "--bind: expected HOST:PORT",
+        },
+        Case {
+            file: None,
+            env: &[],
+            args: &["--metrics-bind", "not-an-address"],
+            says: "--metrics-bind: expected HOST:PORT",
         },
         Case {
             file: None,

@@ -352,7 +352,7 @@ async fn embed_mounts_the_admin_behind_the_hosts_sign_in_and_enqueues_in_its_tra
     // under the prefix.
     let res = browser.get(url("/admin/jobs")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&res), "/admin/jobs/workers");
+    assert_eq!(location(&res), "/admin/jobs/dashboard");
     let res = browser
         .get(url("/admin/jobs/workers"))
         .send()

@@ -6,6 +6,7 @@ mod browser;
 mod chromium;
 mod config;
 mod crash;
+mod dashboard;
 mod engine;
 mod examples;
 mod hardening;

@@ -315,6 +315,7 @@ async fn every_page_fits_a_phone_and_a_wide_screen() {
         pages.push(page(&format!("/workers?status={tab}"), None, true));
     }
     pages.extend([
+        page("/dashboard", Some("/dashboard"), true),
         page(&format!("/workers/{import}"), None, false),
         page(&format!("/workers/{failed}"), None, false),
         page(&format!("/workers/{running}"), None, false),

@@ -1,9 +1,11 @@
 //! The admin's routes, as fixed by the contract (paths relative to the mount point).
 pub mod access;
 pub mod assets;
+pub mod dashboard;
 pub mod events;
 pub mod input;
 pub mod jobs;
+pub mod metrics;
 pub mod nodes;
 pub mod queues;
 pub mod recurring;
@@ -33,6 +35,8 @@ pub fn public() -> Router<AdminState> {
 pub fn protected() -> Router<AdminState> {
     Router::new()
         .route("/", get(root))
+        .route("/dashboard", get(dashboard::dashboard))
+        .route("/metrics", get(metrics::metrics))
         .route("/workers", get(jobs::list_jobs).post(jobs::create_job))
         .route("/workers/new", get(jobs::new_job))
         .route("/workers/events", get(events::list_events))
@@ -76,15 +80,17 @@ pub fn protected() -> Router<AdminState> {
         .method_not_allowed_fallback(method_not_allowed)
 }
 
+/// The landing page is the dashboard.
 async fn root(Base(base): Base) -> Redirect {
-    Redirect::to(&format!("{base}/workers"))
+    Redirect::to(&format!("{base}/dashboard"))
 }
 
 async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
-async fn not_found() -> WebError {
+/// Any path no route takes.
+pub(crate) async fn not_found() -> WebError {
     WebError::not_found("There is no such page.")
 }
 

@@ -64,7 +64,7 @@ pub fn page(ctx: &PageCtx, title: &str, live: Option<&str>, body: Markup) -> Mar
             body hx-ext="sse" {
                 a class="skip-link" href="#main" { "Skip to main content" }
                 header class="top" {
-                    a class="brand" href={ (base) "/workers" } { "☾ Nightshift" }
+                    a class="brand" href={ (base) "/dashboard" } { "☾ Nightshift" }
                     // Shown by the page script while the page has a live stream.
                     span id="live-status" class="live-status" role="status" hidden {
                         span class="dot" aria-hidden="true" {}
@@ -86,6 +86,7 @@ pub fn page(ctx: &PageCtx, title: &str, live: Option<&str>, body: Markup) -> Mar
                 }
                 div class="shell" sse-connect=[live] {
                     nav class="side" aria-label="Sections" {
+                        ul { (section_link(ctx, "dashboard", "Dashboard")) }
                         h2 { "Workers" }
                         ul {
                             @for (tab, label) in TABS {

@@ -1,6 +1,8 @@
 //! Pure views: functions from data to markup, composed from one layout.
 pub mod access;
+pub mod chart;
 pub mod components;
+pub mod dashboard;
 pub mod error;
 pub mod form;
 pub mod job;

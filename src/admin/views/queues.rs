@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 
+use super::chart::spark;
 use super::components::thousands;
 use super::layout::{PageCtx, page};
 use super::nodes::ago;
@@ -165,32 +166,15 @@ fn action(ctx: &PageCtx, q: &QueueInfo) -> Markup {
 /// The counts per minute as bars (oldest first, the current minute last) and their total.
 /// The picture is one image to assistive technology, labelled with the total.
 fn throughput(per_minute: &[i64]) -> Markup {
-    const BAR: i64 = 6;
-    const GAP: i64 = 2;
-    const HEIGHT: i64 = 24;
     let total: i64 = per_minute.iter().map(|n| (*n).max(0)).sum();
-    let max = per_minute.iter().copied().max().unwrap_or(0).max(1);
     let minutes = per_minute.len();
-    let width = (minutes as i64 * (BAR + GAP) - GAP).max(BAR);
     let label = format!(
         "{} finished in the last {minutes} minutes",
         thousands(total as u64)
     );
     html! {
         span class="throughput" {
-            svg class="spark" role="img" aria-label=(label) width=(width) height=(HEIGHT)
-                viewBox={ "0 0 " (width) " " (HEIGHT) } xmlns="http://www.w3.org/2000/svg" {
-                title { (label) }
-                @for (i, n) in per_minute.iter().enumerate() {
-                    @let n = (*n).max(0);
-                    // A minute with none keeps a 1-unit stub, so the row of minutes stays legible.
-                    @let h = if n == 0 { 1 } else { (n * HEIGHT / max).max(2) };
-                    rect class=[(n == 0).then_some("zero")] x=(i as i64 * (BAR + GAP))
-                        y=(HEIGHT - h) width=(BAR) height=(h) {
-                        title { (minute_label(minutes - 1 - i, n)) }
-                    }
-                }
-            }
+            (spark(per_minute, &label, |i, n| minute_label(minutes - 1 - i, n)))
             " "
             span class="num" { (thousands(total as u64)) }
         }

@@ -215,10 +215,12 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
         self.stmt(&sql, vec![now.into(), json.into()])
     }
 
-    /// Adds finished attempts to the per-minute counts (`rows` sorted by key, so that
-    /// completers on several nodes lock them in one order).
+    /// Adds finished attempts to the per-minute counts and their histograms (`rows` sorted by
+    /// key, so that completers on several nodes lock them in one order).
     fn add_stats(&self, rows: &[StatRow]) -> Statement {
-        let mut values: Vec<Value> = Vec::with_capacity(rows.len() * 8);
+        use crate::insight::histogram::{BUCKETS, columns};
+        let per_row = 9 + 2 * BUCKETS;
+        let mut values: Vec<Value> = Vec::with_capacity(rows.len() * per_row);
         for r in rows {
             values.extend([
                 r.minute.into(),
@@ -229,17 +231,35 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
                 r.retried.into(),
                 r.cancelled.into(),
                 r.run_ms.into(),
+                r.wait_ms.into(),
             ]);
+            values.extend(r.run.iter().chain(&r.wait).map(|n| Value::from(*n as i32)));
         }
         let s = "nightshift_stats";
+        let added: Vec<String> = [
+            "done",
+            "failed",
+            "retried",
+            "cancelled",
+            "run_ms",
+            "wait_ms",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(columns("run_b"))
+        .chain(columns("wait_b"))
+        .collect();
+        let row = format!("({})", vec!["?"; per_row].join(", "));
         let sql = format!(
-            "INSERT INTO {s} (minute, queue, kind, done, failed, retried, cancelled, run_ms) \
-             VALUES {} \
-             ON CONFLICT (minute, queue, kind) DO UPDATE SET \
-             done = {s}.done + excluded.done, failed = {s}.failed + excluded.failed, \
-             retried = {s}.retried + excluded.retried, \
-             cancelled = {s}.cancelled + excluded.cancelled, run_ms = {s}.run_ms + excluded.run_ms",
-            vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; rows.len()].join(", ")
+            "INSERT INTO {s} (minute, queue, kind, {}) VALUES {} \
+             ON CONFLICT (minute, queue, kind) DO UPDATE SET {}",
+            added.join(", "),
+            vec![row.as_str(); rows.len()].join(", "),
+            added
+                .iter()
+                .map(|c| format!("{c} = {s}.{c} + excluded.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         self.stmt(&sql, values)
     }
@@ -291,16 +311,16 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
         )
     }
 
-    /// Renews `node`'s heartbeat at the database's time, with the queues it serves now;
-    /// returns that time.
-    fn heartbeat(&self, node: &str, queues: &str) -> Statement {
+    /// Renews `node`'s heartbeat at the database's time, with the queues it serves and the
+    /// kinds it handles now; returns that time.
+    fn heartbeat(&self, node: &str, queues: &str, kinds: &str) -> Statement {
         self.stmt(
             &format!(
-                "UPDATE nightshift_nodes SET heartbeat_at = {}, queues = ? WHERE id = ? \
-                 RETURNING heartbeat_at",
+                "UPDATE nightshift_nodes SET heartbeat_at = {}, queues = ?, kinds = ? \
+                 WHERE id = ? RETURNING heartbeat_at",
                 self.now_sql()
             ),
-            vec![queues.into(), node.into()],
+            vec![queues.into(), kinds.into(), node.into()],
         )
     }
 
@@ -309,8 +329,8 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
         self.stmt(
             &format!(
                 "INSERT INTO nightshift_nodes \
-                 (id, hostname, pid, started_at, heartbeat_at, host, boot_id, version, queues) \
-                 VALUES (?, ?, ?, ?, {}, ?, ?, ?, ?) RETURNING heartbeat_at",
+                 (id, hostname, pid, started_at, heartbeat_at, host, boot_id, version, queues, \
+                 kinds) VALUES (?, ?, ?, ?, {}, ?, ?, ?, ?, ?) RETURNING heartbeat_at",
                 self.now_sql()
             ),
             vec![
@@ -322,6 +342,7 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
                 n.boot_id.clone().into(),
                 n.version.clone().into(),
                 n.queues.clone().into(),
+                n.kinds.clone().into(),
             ],
         )
     }
@@ -376,6 +397,12 @@ pub(crate) struct StatRow {
     pub cancelled: i32,
     /// Time spent running, summed.
     pub run_ms: i64,
+    /// Time waited from due to start, summed.
+    pub wait_ms: i64,
+    /// How many attempts ran how long (see [`crate::insight::histogram`]).
+    pub run: crate::insight::histogram::Buckets,
+    /// How many attempts waited how long from due to start.
+    pub wait: crate::insight::histogram::Buckets,
 }
 
 /// Per queue one subselect of its range (at most its share), their union under one `ORDER BY
