@@ -115,6 +115,7 @@ pub mod admin;
 pub mod auth;
 #[cfg(feature = "admin")]
 pub mod bench;
+pub mod bulk;
 pub mod client;
 pub mod clock;
 pub mod context;

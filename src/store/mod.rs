@@ -4,6 +4,7 @@
 //! `FOR UPDATE SKIP LOCKED`, placeholders), a `driver` says how. Every state change is a
 //! compare-and-set on the current status (and, for a running job, on its attempt and node), so a
 //! late writer changes nothing.
+mod bulk;
 mod connect;
 mod driver;
 mod jobs;
@@ -19,6 +20,8 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr};
 use crate::error::{Error, Result};
 use crate::state::JobStatus;
 
+pub(crate) use bulk::BulkRow;
+pub use bulk::{BULK_BATCH, BulkAction, Selection};
 pub use connect::{connect, is_unavailable};
 use driver::Driver;
 pub(crate) use jobs::QueueRoom;

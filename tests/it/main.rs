@@ -3,6 +3,7 @@ mod admin;
 mod app;
 mod bench;
 mod browser;
+mod bulk;
 mod chromium;
 mod config;
 mod crash;
