@@ -14,6 +14,7 @@ mod queues;
 mod reads;
 mod recurring;
 mod reports;
+mod retention;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr};
 
@@ -29,6 +30,7 @@ pub use list::{COUNT_CAP, JobFilter};
 pub use reads::ResultSummary;
 pub(crate) use recurring::{RecurringDef, RecurringInsert};
 pub(crate) use reports::{WriteBatch, WrittenBatch};
+pub use retention::PruneRun;
 
 /// The newest log lines kept per job; older ones are deleted and counted in `log_dropped`.
 pub const MAX_LOG_LINES: i64 = 100_000;

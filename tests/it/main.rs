@@ -24,6 +24,7 @@ mod queues;
 mod queues_admin;
 mod recurring;
 mod regressions;
+mod retention;
 mod secrets;
 mod security;
 mod streams;
