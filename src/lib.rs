@@ -103,6 +103,7 @@
 //! # Layout
 //! - [`state`]: the job state machine; [`kind`], [`job_args`]: kinds, typed jobs, options;
 //!   [`context`]: what a handler gets; [`outcome`]: cancel and snooze;
+//! - [`bulk`]: bulk actions on many jobs; [`retention`]: pruning old jobs and records;
 //! - [`client`]: enqueue and manage jobs; [`worker`]: the builder and the runtime of a node;
 //! - `runtime`: scheduler, executor, completer and maintenance tasks;
 //! - `store`: every SQL statement, for SQLite and PostgreSQL; [`entity`]: the tables;
