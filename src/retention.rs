@@ -57,7 +57,7 @@ impl Default for Retention {
 impl Retention {
     /// `days` days; 0: kept for ever (`None`). For settings given in days.
     pub fn days(days: u64) -> Option<Duration> {
-        (days > 0).then(|| DAY * days as u32)
+        (days > 0).then(|| Duration::from_secs(days.saturating_mul(DAY.as_secs())))
     }
 
     /// Keeps everything: no pruning.
@@ -192,5 +192,22 @@ pub(crate) async fn run(shared: std::sync::Arc<Shared>, stop: CancellationToken)
             Ok(false) => {}
             Err(e) => tracing::warn!("could not take the pruner's turn: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_of_zero_keep_for_ever_and_huge_ones_do_not_overflow() {
+        assert_eq!(Retention::days(0), None);
+        assert_eq!(Retention::days(2), Some(Duration::from_secs(2 * 86_400)));
+        assert!(Retention::days(u64::MAX).is_some());
+        let d = Retention::default();
+        assert_eq!(d.done, Retention::days(14));
+        assert_eq!(d.errors, Retention::days(90));
+        assert_eq!(d.cancelled, Retention::days(14));
+        assert_eq!(d.audit, Retention::days(365));
     }
 }

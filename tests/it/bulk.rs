@@ -479,5 +479,18 @@ async fn select_rows_confirm_and_see_them_cancelled_in_a_browser() {
     assert_eq!(status_of(&app, a).await, JobStatus::Cancelled);
     assert_eq!(status_of(&app, z).await, JobStatus::Cancelled);
     assert_eq!(status_of(&app, kept).await, JobStatus::New);
+    // The header's box ticks every row of the page.
+    c.execute(
+        "document.querySelector('input[data-select-page]').click();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    until(
+        c,
+        "every row ticked",
+        "[...document.querySelectorAll('input[name=ids]')].every(b => b.checked)",
+    )
+    .await;
     app.worker.shutdown().await;
 }
