@@ -494,3 +494,61 @@ async fn select_rows_confirm_and_see_them_cancelled_in_a_browser() {
     .await;
     app.worker.shutdown().await;
 }
+
+/// An operator's bulk action leaves alone the jobs of a kind that needs the admin role: the
+/// preview counts them apart (`denied`), the action skips them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_of_a_kind_above_the_operators_role_are_skipped() {
+    let app = spawn_app().await;
+    app.worker
+        .register(
+            nightshift::JobKind::new("Drop Tables", |_: nightshift::demo::NoArgs, _| async {
+                Ok(())
+            })
+            .role(Role::Admin),
+        )
+        .unwrap();
+    let guarded = create_on(&app, "Drop Tables", json!({}), HELD).await;
+    let a = create_on(&app, "Work", json!({}), HELD).await;
+    let b = create_on(&app, "Work", json!({}), HELD).await;
+    let accounts = nightshift::auth::Accounts::new(app.worker.store().connection().clone());
+    accounts
+        .add("otto", "operator-password", Role::Operator)
+        .await
+        .unwrap();
+    let (token, _) = accounts.create_token("otto", "x").await.unwrap();
+    let as_otto = |body: Value| {
+        app.anonymous
+            .post(app.url("/workers/bulk"))
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Accept", "application/json")
+            .json(&body)
+            .send()
+    };
+    let filter = json!({"status": "new", "queue": HELD});
+    let res = as_otto(json!({"action": "cancel", "filter": filter, "preview": true}))
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body, json!({"count": 2, "denied": 1}));
+    let res = as_otto(json!({"action": "cancel", "filter": filter}))
+        .await
+        .unwrap();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body, json!({"affected": 2, "skipped": 1}));
+    assert_eq!(status_of(&app, guarded).await, JobStatus::New);
+    assert_eq!(status_of(&app, a).await, JobStatus::Cancelled);
+    assert_eq!(status_of(&app, b).await, JobStatus::Cancelled);
+    let entries = audit(&app, "bulk_cancel").await;
+    assert_eq!(entries[0].actor, "otto");
+    assert!(
+        entries[0]
+            .detail
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("affected 2, skipped 1;"),
+        "{entries:?}"
+    );
+    app.worker.shutdown().await;
+}
