@@ -169,7 +169,10 @@ where
 /// The pruner task: every `interval`, this node prunes if no node has in the last interval.
 pub(crate) async fn run(shared: std::sync::Arc<Shared>, stop: CancellationToken) {
     let interval = shared.config.retention.interval;
-    let mut tick = tokio::time::interval(interval);
+    // Not in the burst of a node's start (its first claims, other nodes' rescues): a minute
+    // later, then every interval.
+    let first = tokio::time::Instant::now() + interval.min(Duration::from_secs(60));
+    let mut tick = tokio::time::interval_at(first, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
