@@ -38,6 +38,9 @@
       t.title = t.getAttribute("datetime");
     });
     root.querySelectorAll("input[data-csrf]").forEach(function (i) { i.value = token; });
+    root.querySelectorAll('input[name="ids"][form="bulk"]').forEach(function (b) {
+      if (ticked[b.value]) { b.checked = true; }
+    });
     root.querySelectorAll("[data-zone]").forEach(function (z) {
       try { z.textContent = Intl.DateTimeFormat().resolvedOptions().timeZone; } catch (e) { /* keep UTC */ }
     });
@@ -59,6 +62,22 @@
       offset.value = String(-d.getTimezoneOffset());
     }
   }, true);
+
+  // Bulk selection: a row's checkbox keeps its tick when a live update replaces the row, and
+  // the header's checkbox ticks every row of the page.
+  var ticked = {};
+  document.addEventListener("change", function (e) {
+    var t = e.target;
+    if (!t.matches) { return; }
+    if (t.matches("input[data-select-page]")) {
+      document.querySelectorAll('input[name="ids"][form="bulk"]').forEach(function (b) {
+        b.checked = t.checked;
+        ticked[b.value] = t.checked;
+      });
+    } else if (t.matches('input[name="ids"][form="bulk"]')) {
+      ticked[t.value] = t.checked;
+    }
+  });
 
   document.addEventListener("htmx:configRequest", function (e) {
     if (token) { e.detail.headers["X-CSRF-Token"] = token; }

@@ -191,6 +191,11 @@ impl Client {
     /// Creates many jobs in one transaction: all or none.
     pub async fn insert_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Job>> {
         let rows = self.prepare(jobs)?;
+        self.insert_prepared(rows).await
+    }
+
+    /// Inserts jobs already checked by [`Client::prepare`], in one transaction.
+    pub(crate) async fn insert_prepared(&self, rows: Vec<JobInsert>) -> Result<Vec<Job>> {
         self.sync_clock().await;
         let db = self.shared.store.connection();
         let inserted = store::retry_busy(|| async {
@@ -279,7 +284,7 @@ impl Client {
         }
     }
 
-    fn prepare(&self, jobs: Vec<NewJob>) -> Result<Vec<JobInsert>> {
+    pub(crate) fn prepare(&self, jobs: Vec<NewJob>) -> Result<Vec<JobInsert>> {
         jobs.into_iter()
             .map(|j| {
                 let kind = self

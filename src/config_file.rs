@@ -76,6 +76,38 @@ pub const SETTINGS: &[Spec] = &[
                (the key itself, hex) wins over it",
     },
     Spec {
+        key: "retention_done_days",
+        flag: Some("retention-done-days"),
+        env: "NIGHTSHIFT_RETENTION_DONE_DAYS",
+        value_name: Some("DAYS"),
+        default: Some("14"),
+        help: "Days a job that ended done is kept (with its log and results) before the pruner deletes it; 0 keeps it for ever",
+    },
+    Spec {
+        key: "retention_errors_days",
+        flag: Some("retention-errors-days"),
+        env: "NIGHTSHIFT_RETENTION_ERRORS_DAYS",
+        value_name: Some("DAYS"),
+        default: Some("90"),
+        help: "Days a job that ended in exception or killed is kept; 0 keeps it for ever",
+    },
+    Spec {
+        key: "retention_cancelled_days",
+        flag: Some("retention-cancelled-days"),
+        env: "NIGHTSHIFT_RETENTION_CANCELLED_DAYS",
+        value_name: Some("DAYS"),
+        default: Some("14"),
+        help: "Days a cancelled job is kept; 0 keeps it for ever",
+    },
+    Spec {
+        key: "retention_audit_days",
+        flag: Some("retention-audit-days"),
+        env: "NIGHTSHIFT_RETENTION_AUDIT_DAYS",
+        value_name: Some("DAYS"),
+        default: Some("365"),
+        help: "Days an audit log entry is kept; 0 keeps it for ever",
+    },
+    Spec {
         key: "no_demo",
         flag: Some("no-demo"),
         env: "NIGHTSHIFT_NO_DEMO",
@@ -191,12 +223,15 @@ settings_args!(
 );
 settings_args!(
     /// What a worker node takes.
-    WorkerArgs: "database_url", "secret_key_file", "concurrency", "drain_timeout", "no_demo"
+    WorkerArgs: "database_url", "secret_key_file", "concurrency", "drain_timeout", "no_demo",
+        "retention_done_days", "retention_errors_days", "retention_cancelled_days",
+        "retention_audit_days"
 );
 settings_args!(
     /// What `serve` takes: a worker node's settings and the admin's.
     ServeArgs: "database_url", "secret_key_file", "concurrency", "drain_timeout", "no_demo",
-        "bind", "no_workers", "secure_cookies", "metrics_bind"
+        "bind", "no_workers", "secure_cookies", "metrics_bind", "retention_done_days",
+        "retention_errors_days", "retention_cancelled_days", "retention_audit_days"
 );
 
 /// `--config` and `--log-format`, taken by every command.
@@ -296,6 +331,11 @@ pub struct Config {
     pub bind: Setting<String>,
     pub concurrency: Setting<usize>,
     pub drain_timeout: Setting<u64>,
+    /// Days finished jobs and audit entries are kept (0: for ever), by state.
+    pub retention_done_days: Setting<u64>,
+    pub retention_errors_days: Setting<u64>,
+    pub retention_cancelled_days: Setting<u64>,
+    pub retention_audit_days: Setting<u64>,
     pub secret_key_file: Setting<Option<PathBuf>>,
     pub no_demo: Setting<bool>,
     pub no_workers: Setting<bool>,
@@ -325,6 +365,12 @@ impl Config {
             bind: r.get("bind", string_setting(bind))?,
             concurrency: r.get("concurrency", count(1))?,
             drain_timeout: r.get("drain_timeout", count(0))?.map(|n| n as u64),
+            retention_done_days: r.get("retention_done_days", count(0))?.map(|n| n as u64),
+            retention_errors_days: r.get("retention_errors_days", count(0))?.map(|n| n as u64),
+            retention_cancelled_days: r
+                .get("retention_cancelled_days", count(0))?
+                .map(|n| n as u64),
+            retention_audit_days: r.get("retention_audit_days", count(0))?.map(|n| n as u64),
             secret_key_file: r.optional("secret_key_file", string_setting(path))?,
             no_demo: r.get("no_demo", switch())?,
             no_workers: r.get("no_workers", switch())?,
@@ -363,6 +409,26 @@ impl Config {
                 "drain_timeout",
                 Some(Value::Integer(self.drain_timeout.value as i64)),
                 &self.drain_timeout.source,
+            ),
+            (
+                "retention_done_days",
+                Some(Value::Integer(self.retention_done_days.value as i64)),
+                &self.retention_done_days.source,
+            ),
+            (
+                "retention_errors_days",
+                Some(Value::Integer(self.retention_errors_days.value as i64)),
+                &self.retention_errors_days.source,
+            ),
+            (
+                "retention_cancelled_days",
+                Some(Value::Integer(self.retention_cancelled_days.value as i64)),
+                &self.retention_cancelled_days.source,
+            ),
+            (
+                "retention_audit_days",
+                Some(Value::Integer(self.retention_audit_days.value as i64)),
+                &self.retention_audit_days.source,
             ),
             (
                 "secret_key_file",

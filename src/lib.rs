@@ -103,6 +103,7 @@
 //! # Layout
 //! - [`state`]: the job state machine; [`kind`], [`job_args`]: kinds, typed jobs, options;
 //!   [`context`]: what a handler gets; [`outcome`]: cancel and snooze;
+//! - [`bulk`]: bulk actions on many jobs; [`retention`]: pruning old jobs and records;
 //! - [`client`]: enqueue and manage jobs; [`worker`]: the builder and the runtime of a node;
 //! - `runtime`: scheduler, executor, completer and maintenance tasks;
 //! - `store`: every SQL statement, for SQLite and PostgreSQL; [`entity`]: the tables;
@@ -115,6 +116,7 @@ pub mod admin;
 pub mod auth;
 #[cfg(feature = "admin")]
 pub mod bench;
+pub mod bulk;
 pub mod client;
 pub mod clock;
 pub mod context;
@@ -130,6 +132,7 @@ pub mod new_job;
 pub mod outcome;
 pub mod queue;
 pub mod recurring;
+pub mod retention;
 pub mod role;
 pub(crate) mod runtime;
 pub mod secrets;
@@ -150,6 +153,7 @@ pub use kind::{Backoff, JobKind};
 pub use new_job::NewJob;
 pub use outcome::{JobCancel, JobSnooze, cancel, snooze};
 pub use queue::{Queue, QueueInfo};
+pub use retention::Retention;
 pub use role::Role;
 pub use runtime::Config;
 pub use state::JobStatus;

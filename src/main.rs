@@ -310,7 +310,14 @@ async fn build(config: &Config) -> anyhow::Result<Worker> {
     let mut builder = Worker::builder()
         .database_url(database_url)
         .concurrency(config.concurrency.value)
-        .drain_timeout(std::time::Duration::from_secs(config.drain_timeout.value));
+        .drain_timeout(std::time::Duration::from_secs(config.drain_timeout.value))
+        .retention(nightshift::Retention {
+            done: nightshift::Retention::days(config.retention_done_days.value),
+            errors: nightshift::Retention::days(config.retention_errors_days.value),
+            cancelled: nightshift::Retention::days(config.retention_cancelled_days.value),
+            audit: nightshift::Retention::days(config.retention_audit_days.value),
+            ..nightshift::Retention::default()
+        });
     let key_file = config.secret_key_file.value.as_deref();
     if let Some(keyring) = nightshift::secrets::keyring_for_url(database_url, key_file)? {
         builder = builder.secret_key(keyring);

@@ -87,6 +87,14 @@ impl WorkerBuilder {
         self
     }
 
+    /// How long finished jobs, audit entries and throttle counters are kept (default: done
+    /// and cancelled jobs 14 days, failed 90, audit a year); [`crate::Retention::forever`]
+    /// keeps everything.
+    pub fn retention(mut self, r: crate::retention::Retention) -> Self {
+        self.config.retention = r;
+        self
+    }
+
     /// After how long without a heartbeat a node is dead and its jobs are rescued.
     pub fn node_timeout(mut self, d: Duration) -> Self {
         self.config.node_timeout = d;
@@ -345,6 +353,9 @@ impl Worker {
         let stop = CancellationToken::new();
         let maintenance =
             tokio::spawn(runtime::maintenance::run(self.shared.clone(), stop.clone()));
+        // Its own task, not a maintenance round: a long prune must not delay the heartbeat.
+        // It ends with maintenance (between two batches at the latest).
+        tokio::spawn(crate::retention::run(self.shared.clone(), stop.clone()));
         let lease = tokio::spawn(runtime::maintenance::watch_lease(
             self.shared.clone(),
             stop.clone(),

@@ -13,6 +13,7 @@ mod m20261206_000001_recurring;
 mod m20261207_000001_unique_jobs;
 mod m20261208_000001_queues;
 mod m20261230_000001_stats_histograms;
+mod m20261230_000003_retention;
 
 /// Applies every Nightshift migration in order.
 ///
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000001_unique_jobs::Migration),
             Box::new(m20261208_000001_queues::Migration),
             Box::new(m20261230_000001_stats_histograms::Migration),
+            Box::new(m20261230_000003_retention::Migration),
         ]
     }
 

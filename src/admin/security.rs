@@ -394,6 +394,15 @@ pub async fn require_login(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
+/// Set on a response by a handler that knows better than its path what it did.
+#[derive(Debug, Clone)]
+pub enum AuditNote {
+    /// Nothing changed (a bulk action's preview): no entry.
+    Skip,
+    /// The entry's action and detail (a bulk action: what it did, to how many jobs).
+    Action { action: String, detail: String },
+}
+
 /// Records every state-changing request of a signed-in operator in the audit log, with its
 /// outcome, and every counted sign-in attempt.
 pub async fn audit_actions(State(st): State<AdminState>, req: Request, next: Next) -> Response {
@@ -409,6 +418,10 @@ pub async fn audit_actions(State(st): State<AdminState>, req: Request, next: Nex
         .map(|a| a.0.clone())
         .unwrap_or_default();
     let res = next.run(req).await;
+    let note = res.extensions().get::<AuditNote>().cloned();
+    if matches!(note, Some(AuditNote::Skip)) {
+        return res;
+    }
     let (action, mut target) = describe(&method, &path);
     let created = res
         .headers()
@@ -449,12 +462,19 @@ pub async fn audit_actions(State(st): State<AdminState>, req: Request, next: Nex
         .map(|a| a.0.clone())
         .or(actor)
         .unwrap_or_else(|| "anonymous".into());
+    let action = match note {
+        Some(AuditNote::Action { action, detail: d }) => {
+            detail = Some(d);
+            action
+        }
+        _ => action.to_owned(),
+    };
     audit::record(
         st.worker.store().connection(),
         audit::Entry {
             actor,
             address,
-            action: action.to_owned(),
+            action,
             target,
             outcome,
             detail,
@@ -472,6 +492,7 @@ fn describe(method: &Method, path: &str) -> (&'static str, Option<String>) {
         ("POST", ["workers", id, "abort"]) => ("abort_job", Some(format!("job:{id}"))),
         ("POST", ["workers", id, "cancel"]) => ("cancel_job", Some(format!("job:{id}"))),
         ("POST", ["workers", id, "rerun"]) => ("rerun_job", Some(format!("job:{id}"))),
+        ("POST", ["workers", "bulk"]) => ("bulk_jobs", None),
         ("PUT" | "POST", ["workers", id]) => ("update_job", Some(format!("job:{id}"))),
         ("DELETE", ["workers", id]) => ("delete_job", Some(format!("job:{id}"))),
         ("POST", ["recurring"]) => ("create_recurring", None),

@@ -64,6 +64,8 @@ pub struct Config {
     pub node_timeout: Duration,
     /// How long reports may wait before they are written.
     pub flush_interval: Duration,
+    /// How long finished jobs and old records are kept (see [`crate::retention`]).
+    pub retention: crate::retention::Retention,
 }
 
 impl Default for Config {
@@ -76,6 +78,7 @@ impl Default for Config {
             heartbeat_interval: Duration::from_secs(5),
             node_timeout: Duration::from_secs(30),
             flush_interval: Duration::from_millis(100),
+            retention: crate::retention::Retention::default(),
         }
     }
 }

@@ -75,7 +75,7 @@ impl JobFilter {
     }
 }
 
-fn condition(filter: &JobFilter) -> Condition {
+pub(super) fn condition(filter: &JobFilter) -> Condition {
     let mut cond = Condition::all();
     if !filter.statuses.is_empty() {
         cond = cond.add(job::Column::Status.is_in(filter.statuses.iter().map(|s| s.as_str())));

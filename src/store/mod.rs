@@ -4,6 +4,7 @@
 //! `FOR UPDATE SKIP LOCKED`, placeholders), a `driver` says how. Every state change is a
 //! compare-and-set on the current status (and, for a running job, on its attempt and node), so a
 //! late writer changes nothing.
+mod bulk;
 mod connect;
 mod driver;
 mod insight;
@@ -14,12 +15,15 @@ mod queues;
 mod reads;
 mod recurring;
 mod reports;
+mod retention;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr};
 
 use crate::error::{Error, Result};
 use crate::state::JobStatus;
 
+pub(crate) use bulk::BulkRow;
+pub use bulk::{BULK_BATCH, BulkAction, Selection};
 pub use connect::{connect, is_unavailable};
 use driver::Driver;
 pub use insight::StatSum;
@@ -28,6 +32,7 @@ pub use list::{COUNT_CAP, JobFilter};
 pub use reads::ResultSummary;
 pub(crate) use recurring::{RecurringDef, RecurringInsert};
 pub(crate) use reports::{WriteBatch, WrittenBatch};
+pub use retention::PruneRun;
 
 /// The newest log lines kept per job; older ones are deleted and counted in `log_dropped`.
 pub const MAX_LOG_LINES: i64 = 100_000;

@@ -22,6 +22,10 @@ const VARS: &[&str] = &[
     "NIGHTSHIFT_SECURE_COOKIES",
     "NIGHTSHIFT_METRICS_BIND",
     "NIGHTSHIFT_LOG_FORMAT",
+    "NIGHTSHIFT_RETENTION_DONE_DAYS",
+    "NIGHTSHIFT_RETENTION_ERRORS_DAYS",
+    "NIGHTSHIFT_RETENTION_CANCELLED_DAYS",
+    "NIGHTSHIFT_RETENTION_AUDIT_DAYS",
     "RUST_LOG",
 ];
 
@@ -365,6 +369,12 @@ fn bad_values_are_refused_naming_the_key_and_where_it_came_from() {
             says: "nightshift.toml: bind: expected HOST:PORT",
         },
         Case {
+            file: Some("retention_done_days = -3\n"),
+            env: &[],
+            args: &[],
+            says: "nightshift.toml: retention_done_days: must be at least 0",
+        },
+        Case {
             file: Some("drain_timeout = -1\n"),
             env: &[],
             args: &[],
@@ -499,4 +509,38 @@ fn secrets_are_never_printed() {
         assert!(!printed.contains("hunter2"), "{printed}");
         assert!(!printed.contains(&key), "{printed}");
     }
+}
+
+/// Retention in days: the file, the environment and a flag, each winning over the one before;
+/// the defaults are 14, 90, 14 and 365 days.
+#[test]
+fn retention_days_come_from_file_env_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = effective(dir.path(), &[], &[]);
+    assert_eq!(setting(&c, "retention_done_days").0, 14);
+    assert_eq!(setting(&c, "retention_errors_days").0, 90);
+    assert_eq!(setting(&c, "retention_cancelled_days").0, 14);
+    assert_eq!(setting(&c, "retention_audit_days").0, 365);
+    std::fs::write(
+        dir.path().join("nightshift.toml"),
+        "retention_done_days = 3\nretention_errors_days = 0\n",
+    )
+    .unwrap();
+    let c = effective(
+        dir.path(),
+        &["--retention-audit-days", "30"],
+        &[("NIGHTSHIFT_RETENTION_ERRORS_DAYS", "7")],
+    );
+    assert_eq!(
+        setting(&c, "retention_done_days"),
+        (3.into(), "file nightshift.toml".into())
+    );
+    assert_eq!(
+        setting(&c, "retention_errors_days"),
+        (7.into(), "env NIGHTSHIFT_RETENTION_ERRORS_DAYS".into())
+    );
+    assert_eq!(
+        setting(&c, "retention_audit_days"),
+        (30.into(), "flag --retention-audit-days".into())
+    );
 }

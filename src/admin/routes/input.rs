@@ -95,6 +95,8 @@ pub fn from_json<T: DeserializeOwned>(v: Value) -> Result<T, WebError> {
             .and_then(|rest| rest.split('`').next());
         let field = match named {
             Some(name) if path == "." => Some(name.to_owned()),
+            // An unknown field's path may already end with it (`filter.colour`).
+            Some(name) if path == name || path.ends_with(&format!(".{name}")) => Some(path),
             Some(name) => Some(format!("{path}.{name}")),
             None if path == "." => None,
             None => Some(path),

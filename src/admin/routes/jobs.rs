@@ -86,7 +86,22 @@ pub async fn list_jobs(
     let kinds = st.worker.kinds();
     let mut groups: Vec<String> = kinds.iter().map(|k| k.group_name().to_owned()).collect();
     groups.dedup();
+    let bulk = if chrome_may_change(&chrome) && !jobs.is_empty() {
+        Some(
+            matching(
+                &st,
+                &spec,
+                &counts,
+                jobs.len(),
+                more || spec.after.is_some(),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let view = ListView {
+        bulk,
         tab: spec.tab.clone(),
         jobs,
         next,
@@ -108,6 +123,41 @@ pub async fn list_jobs(
     let mut ctx = st.page_ctx(&chrome, Some(&spec.tab)).await;
     ctx.counts = counts;
     Ok(views::list::list_page(&ctx, &view).into_response())
+}
+
+/// Whether the viewer may change jobs (an operator): they get the bulk bar.
+fn chrome_may_change(chrome: &Chrome) -> bool {
+    chrome
+        .operator
+        .as_ref()
+        .is_some_and(|o| o.role.allows(crate::role::Role::Operator))
+}
+
+/// How many jobs the list's filter holds, for the bulk bar (`None`: over the cap). One page:
+/// those shown; a tab without other filters: its count in the sidebar; else a capped count.
+async fn matching(
+    st: &AdminState,
+    spec: &input::ListSpec,
+    counts: &hub::Counts,
+    shown: usize,
+    paged: bool,
+) -> Result<Option<u64>> {
+    let n = if !paged {
+        shown as u64
+    } else if let Some(n) = (spec.kind.is_none()
+        && spec.group.is_none()
+        && spec.q.is_none()
+        && spec.queue.is_none()
+        && spec.tag.is_none())
+    .then(|| counts.tabs().into_iter().find(|(t, _)| *t == spec.tab))
+    .flatten()
+    .map(|(_, n)| n)
+    {
+        n
+    } else {
+        st.worker.store().count_capped(&spec.filter).await?
+    };
+    Ok((n <= crate::store::COUNT_CAP).then_some(n))
 }
 
 /// For the page after cursor `after` (jobs with a smaller id): the cursor of the page before it

@@ -1,6 +1,7 @@
 //! The admin's routes, as fixed by the contract (paths relative to the mount point).
 pub mod access;
 pub mod assets;
+pub mod bulk;
 pub mod dashboard;
 pub mod events;
 pub mod input;
@@ -39,6 +40,7 @@ pub fn protected() -> Router<AdminState> {
         .route("/metrics", get(metrics::metrics))
         .route("/workers", get(jobs::list_jobs).post(jobs::create_job))
         .route("/workers/new", get(jobs::new_job))
+        .route("/workers/bulk", post(bulk::bulk))
         .route("/workers/events", get(events::list_events))
         .route(
             "/workers/{id}",

@@ -21,6 +21,7 @@ pub async fn nodes(
     HxRequest(htmx): HxRequest,
 ) -> Result<Response, WebError> {
     let rows = st.worker.store().nodes_running(LISTED_JOBS).await?;
+    let pruner = st.worker.last_prune().await?;
     if json {
         let nodes: Vec<serde_json::Value> = rows
             .iter()
@@ -36,7 +37,18 @@ pub async fn nodes(
                 })
             })
             .collect();
-        return Ok(axum::Json(serde_json::json!({ "nodes": nodes })).into_response());
+        let pruner = pruner.map(|p| {
+            serde_json::json!({
+                "node": p.node,
+                "started_at": to_datetime(p.started_at),
+                "finished_at": p.finished_at.map(to_datetime),
+                "deleted": p.deleted,
+                "error": p.error,
+            })
+        });
+        return Ok(
+            axum::Json(serde_json::json!({ "nodes": nodes, "pruner": pruner })).into_response(),
+        );
     }
     let view = NodesView {
         nodes: rows
@@ -60,6 +72,8 @@ pub async fn nodes(
         now: to_datetime(now_ms()),
         this_node: st.worker.node_id().to_owned(),
         node_timeout: st.worker.config().node_timeout,
+        pruner,
+        retention: st.worker.config().retention.clone(),
     };
     if htmx {
         return Ok(views::nodes::nodes_table(&chrome.base, &view).into_response());

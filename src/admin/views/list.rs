@@ -34,6 +34,9 @@ pub struct ListView {
     pub groups: Vec<String>,
     /// Query string of this filter without the cursor (for the pager and the live stream).
     pub query: String,
+    /// The bulk bar, for an operator when the list has jobs: how many jobs match the filter
+    /// (`None`: more than the count's cap).
+    pub bulk: Option<Option<u64>>,
 }
 
 /// The tabs' titles, and the extra filters reachable from All Jobs.
@@ -101,10 +104,30 @@ pub fn list_page(ctx: &PageCtx, view: &ListView) -> Markup {
                 }
                 button type="submit" { "Filter" }
             }
-            (jobs_table(base, &view.jobs))
+            @if let Some(matching) = view.bulk {
+                (super::bulk::bulk_bar(ctx, &view.tab, &filter_pairs(view), matching))
+            }
+            (jobs_table(base, &view.jobs, view.bulk.is_some()))
             (pager(base, view))
         },
     )
+}
+
+/// The list's filter as form fields (what the bulk bar sends with "all matching").
+fn filter_pairs(view: &ListView) -> Vec<(&'static str, String)> {
+    let mut pairs = vec![("status", view.tab.clone())];
+    for (name, value) in [
+        ("job", &view.kind),
+        ("group", &view.group),
+        ("q", &view.q),
+        ("queue", &view.queue),
+        ("tag", &view.tag),
+    ] {
+        if let Some(v) = value {
+            pairs.push((name, v.clone()));
+        }
+    }
+    pairs
 }
 
 /// The queue and tag filters in force, each with a link that drops it.
@@ -217,12 +240,16 @@ fn pager(base: &str, view: &ListView) -> Markup {
     }
 }
 
-pub fn jobs_table(base: &str, jobs: &[Job]) -> Markup {
+/// The jobs; `selectable`: with the bulk bar's checkboxes shown.
+pub fn jobs_table(base: &str, jobs: &[Job], selectable: bool) -> Markup {
     html! {
         div class="table-wrap" {
-            table class="jobs" {
+            table class={ "jobs" @if selectable { " selectable" } } {
                 thead {
                     tr {
+                        th class="select" {
+                            input type="checkbox" data-select-page aria-label="Select every job on this page";
+                        }
                         th { "ID" } th { "Kind" } th { "Status" } th { "Progress" }
                         th { "Created" } th { "Scheduled for" } th { "Started" } th { "Finished" }
                         th { "Duration" }
@@ -245,6 +272,10 @@ pub fn job_row(base: &str, job: &Job) -> Markup {
     let retry = is_retry(job);
     html! {
         tr id={ "job-" (job.id) } sse-swap={ "row-" (job.id) } hx-swap="outerHTML" {
+            // Shown to operators only (the table's `selectable`); the bulk bar's form owns it.
+            td class="select" {
+                input type="checkbox" name="ids" value=(job.id) form="bulk" aria-label={ "Select job #" (job.id) };
+            }
             td class="num" { a href=(href) { "#" (job.id) } }
             td {
                 a href=(href) { (job.label) }

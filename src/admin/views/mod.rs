@@ -1,5 +1,6 @@
 //! Pure views: functions from data to markup, composed from one layout.
 pub mod access;
+pub mod bulk;
 pub mod chart;
 pub mod components;
 pub mod dashboard;

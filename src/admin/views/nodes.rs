@@ -31,6 +31,10 @@ pub struct NodesView {
     pub this_node: String,
     /// A node silent for longer is considered dead (its jobs get rescued).
     pub node_timeout: std::time::Duration,
+    /// The pruner's last run, if any.
+    pub pruner: Option<crate::store::PruneRun>,
+    /// What this node's pruner keeps.
+    pub retention: crate::retention::Retention,
 }
 
 pub fn nodes_page(ctx: &PageCtx, view: &NodesView) -> Markup {
@@ -46,8 +50,53 @@ pub fn nodes_page(ctx: &PageCtx, view: &NodesView) -> Markup {
                  considered lost and its jobs are rescued."
             }
             (nodes_table(&ctx.base, view))
+            (pruner(view))
         },
     )
+}
+
+/// Retention: what is kept, and the pruner's last run.
+fn pruner(view: &NodesView) -> Markup {
+    let r = &view.retention;
+    let keep = |d: Option<std::time::Duration>| match d {
+        Some(d) => format!("{} days", d.as_secs() / 86_400),
+        None => "for ever".to_owned(),
+    };
+    html! {
+        section class="card pruner" aria-labelledby="pruner-title" {
+            h2 id="pruner-title" { "Retention" }
+            p class="muted small" {
+                "Finished jobs are deleted with their logs, results and attempts after: done "
+                (keep(r.done)) ", failed or killed " (keep(r.errors)) ", cancelled "
+                (keep(r.cancelled)) "; audit entries after " (keep(r.audit)) "."
+            }
+            @match &view.pruner {
+                None => p { "The pruner has not run yet." },
+                Some(run) => {
+                    p class="pruner-last" {
+                        "Last run " (time(Some(crate::clock::to_datetime(run.started_at))))
+                        @if let Some(node) = &run.node { " on " code { (node) } }
+                        @match run.finished_at {
+                            Some(end) => { ", took " (format!("{:.1} s", (end - run.started_at).max(0) as f64 / 1000.0)) "." }
+                            None => { ", still running." }
+                        }
+                    }
+                    @if run.finished_at.is_some() {
+                        p class="pruner-deleted" {
+                            "Deleted: "
+                            @if run.deleted.values().all(|n| *n == 0) { "nothing (nothing was old enough)" }
+                            @for (i, (what, n)) in run.deleted.iter().filter(|(_, n)| **n > 0).enumerate() {
+                                @if i > 0 { ", " }
+                                (thousands(*n)) " " (what)
+                            }
+                            "."
+                        }
+                    }
+                    @if let Some(e) = &run.error { p class="error-excerpt" { "Stopped early: " (e) } }
+                }
+            }
+        }
+    }
 }
 
 /// The table, also served alone to htmx, which refreshes it every few seconds.
