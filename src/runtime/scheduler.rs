@@ -6,9 +6,10 @@
 //! cancelled here, by a slot freeing up, by the [`super::listener`] when another process
 //! inserted one, or by the `poll_interval` fallback that catches what the listener missed.
 //!
-//! While jobs are short (under 50 ms lately), claimed jobs wait in a small local buffer (up to
-//! `concurrency`, at least 16), so a slot that frees up starts the next job at once instead of
-//! waiting for a claim, and claims come in batches rather than one job per freed slot. Long
+//! While jobs are short (under 50 ms lately), claimed jobs wait in a small local buffer (about
+//! 25 ms of the slots' work: from `concurrency` or 16 up to 100 jobs), so a slot that frees up
+//! starts the next job at once instead of waiting for a claim, and claims come in batches
+//! rather than one job per freed slot: the shorter the jobs, the larger the batch. Long
 //! jobs are never buffered: another node with a free slot should start them. Jobs in the
 //! buffer are `running` in the database under this node's lease; on shutdown, or when the
 //! lease is lost, they are given back untouched (attempt refunded).

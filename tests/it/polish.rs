@@ -314,6 +314,41 @@ async fn sidebar_counts_on_a_detail_page_reflect_a_running_job() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_keeps_the_sidebar_counts_live() {
+    let app = spawn_app().await;
+    for path in [
+        "/dashboard",
+        "/queues",
+        "/nodes",
+        "/recurring",
+        "/workers/new",
+        "/operators",
+        "/audit",
+    ] {
+        let (status, page) = app.get_html(path).await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(
+            shell_stream(&page),
+            "/workers/events?only=counts",
+            "{path} keeps its counts live"
+        );
+    }
+    // And the stream counts a job created while such a page is open.
+    let mut counts = stream(&app, "/workers/events?only=counts").await;
+    let mut seen = Vec::new();
+    read_events(&mut counts, &mut seen, "the first counts", |s| {
+        s.iter().any(|e| e.event == "count-all" && e.data == "0")
+    })
+    .await;
+    let id = app.create("Ping", json!({})).await;
+    read_events(&mut counts, &mut seen, "the new job counted", |s| {
+        s.iter().any(|e| e.event == "count-all" && e.data == "1")
+    })
+    .await;
+    assert_eq!(finished(&app.worker, id).await.status, JobStatus::Done);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_counts_match_the_jobs_right_after_a_rerun() {
     let app = spawn_app().await;
     let id = app.create("Ping", json!({})).await;

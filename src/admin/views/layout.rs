@@ -40,9 +40,12 @@ pub const TABS: [(&str, &str); 5] = [
     ("errors", "Errors"),
 ];
 
-/// A full page. `live` is the URL of a list event stream that keeps the counts current.
+/// A full page. `live` is the URL of an event stream that keeps the counts current (a list's
+/// or a job's); any other page an operator sees gets the counts-only stream.
 pub fn page(ctx: &PageCtx, title: &str, live: Option<&str>, body: Markup) -> Markup {
     let base = &ctx.base;
+    let counts_only = format!("{base}/workers/events?only=counts");
+    let live = live.or_else(|| ctx.operator.is_some().then_some(counts_only.as_str()));
     html! {
         (DOCTYPE)
         html lang="en" {
