@@ -66,7 +66,7 @@ async fn stream(app: &TestApp, path: &str) -> reqwest::Response {
 
 /// The text of the sidebar's count for `tab` on a page.
 fn sidebar_count(html: &str, tab: &str) -> String {
-    let marker = format!("sse-swap=\"count-{tab}\">");
+    let marker = format!("sse-swap=\"count-{tab}\" aria-live=\"polite\">");
     let at = html
         .find(&marker)
         .unwrap_or_else(|| panic!("no count for {tab}: {html}"));
@@ -438,4 +438,49 @@ async fn the_pager_goes_both_ways_and_says_where_it_is() {
         Some("/workers?status=scheduled&job=Work")
     );
     assert!(page.contains("Jobs 51–100"), "{page}");
+}
+
+/// What a screen reader needs: help text tied to its field, a named progress bar, and live
+/// regions where the page changes by itself (counts, a job's status and progress).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_progress_and_live_regions_are_announced() {
+    let app = spawn_app().await;
+    let (status, form) = app.get_html("/workers/new?job=Send%20Newsletter").await;
+    assert_eq!(status, 200);
+    let input = tag_with(&form, "id=\"f-subject\"");
+    assert!(
+        input.contains("aria-describedby=\"f-subject-help\""),
+        "{input}"
+    );
+    assert!(
+        form.contains("id=\"f-subject-help\">The newsletter's subject line."),
+        "{form}"
+    );
+    let id = app.create("Ping", json!({})).await;
+    assert_eq!(finished(&app.worker, id).await.status, JobStatus::Done);
+    let (_, page) = app.get_html(&format!("/workers/{id}")).await;
+    assert!(
+        tag_with(&page, "<progress").contains("aria-label=\"Progress\""),
+        "{page}"
+    );
+    for region in ["id=\"job-progress\"", "id=\"job-status\""] {
+        assert!(
+            tag_with(&page, region).contains("aria-live=\"polite\""),
+            "{region}: {page}"
+        );
+    }
+    assert!(
+        tag_with(&page, "sse-swap=\"count-all\"").contains("aria-live=\"polite\""),
+        "{page}"
+    );
+}
+
+/// The whole start tag that contains `needle`.
+fn tag_with(html: &str, needle: &str) -> String {
+    let at = html
+        .find(needle)
+        .unwrap_or_else(|| panic!("no {needle} in {html}"));
+    let start = html[..at].rfind('<').unwrap();
+    let end = at + html[at..].find('>').unwrap();
+    html[start..=end].to_owned()
 }

@@ -396,7 +396,7 @@ async fn the_form_takes_the_options_and_sends_a_duplicate_to_the_job_it_found() 
     assert!(page.contains(r#"<details class="options" open>"#), "{page}");
     assert!(page.contains("Priority must be 0 to 9"), "{page}");
     assert!(
-        page.contains(r#"name="priority" min="0" max="9" step="1" value="12""#),
+        page.contains(r#"name="priority" aria-describedby="f-priority-help" min="0" max="9" step="1" value="12""#),
         "{page}"
     );
     let res = post("soon").await;

@@ -67,7 +67,7 @@ pub fn thousands(n: u64) -> String {
 pub fn progress_bar(progress: i32, status: JobStatus) -> Markup {
     html! {
         span class={ "progress progress-" (status.as_str()) } {
-            progress value=(progress) max="100" { (progress) "%" }
+            progress value=(progress) max="100" aria-label="Progress" { (progress) "%" }
             span class="num pct" { (progress) "%" }
         }
     }

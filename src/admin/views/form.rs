@@ -150,25 +150,25 @@ fn options(kind: &JobKind, state: &FormState) -> Markup {
             summary { "Options" span class="muted small" { " queue, priority, tags, uniqueness key" } }
             @if offered.contains(&"queue") {
                 (option(state, "queue", "Queue", html! {
-                    input type="text" id="f-queue" name="queue" value=[state.values.get("queue")]
+                    input type="text" id="f-queue" name="queue" aria-describedby="f-queue-help" value=[state.values.get("queue")]
                         placeholder=(kind.queue) autocomplete="off";
                 }, "Empty: the kind's queue. A job waits until some node serves its queue."))
             }
             @if offered.contains(&"priority") {
                 (option(state, "priority", "Priority", html! {
-                    input type="number" id="f-priority" name="priority" min="0" max="9" step="1"
+                    input type="number" id="f-priority" name="priority" aria-describedby="f-priority-help" min="0" max="9" step="1"
                         value=[state.values.get("priority")] placeholder=(priority);
                 }, "0 to 9: among the due jobs of its queue, 9 starts first."))
             }
             @if offered.contains(&"tags") {
                 (option(state, "tags", "Tags", html! {
-                    input type="text" id="f-tags" name="tags" value=[state.values.get("tags")]
+                    input type="text" id="f-tags" name="tags" aria-describedby="f-tags-help" value=[state.values.get("tags")]
                         placeholder="eu, vip" autocomplete="off";
                 }, "Labels to find it by, separated by commas (at most 10)."))
             }
             @if offered.contains(&"unique_key") {
                 (option(state, "unique_key", "Uniqueness key", html! {
-                    input type="text" id="f-unique_key" name="unique_key" value=[state.values.get("unique_key")]
+                    input type="text" id="f-unique_key" name="unique_key" aria-describedby="f-unique_key-help" value=[state.values.get("unique_key")]
                         autocomplete="off";
                 }, "While a job of this kind with this key waits or runs, no second one is added: you are sent to it."))
             }
@@ -182,8 +182,8 @@ fn option(state: &FormState, name: &str, label: &str, input: Markup, help: &str)
         div class={ "field" @if error.is_some() { " invalid" } } {
             label for={ "f-" (name) } { (label) }
             (input)
-            small { (help) }
-            @if let Some(e) = error { p class="field-error" { (label) " " (e) } }
+            small id={ "f-" (name) "-help" } { (help) }
+            @if let Some(e) = error { p class="field-error" role="alert" { (label) " " (e) } }
         }
     }
 }
@@ -196,11 +196,24 @@ fn field(f: &Field, state: &FormState, update: bool) -> Markup {
         .cloned()
         .or_else(|| f.default.as_ref().map(default_text));
     let error = state.errors.get(&f.name);
+    // Help text and error read out with the field (screen readers).
+    let help_id = format!("{id}-help");
+    let error_id = format!("{id}-error");
+    let described: Vec<&str> = [
+        f.help.is_some().then_some(help_id.as_str()),
+        error.is_some().then_some(error_id.as_str()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let described = (!described.is_empty()).then(|| described.join(" "));
+    let described = described.as_deref();
+    let invalid = error.is_some().then_some("true");
     html! {
         div class={ "field" @if error.is_some() { " invalid" } } {
             @if f.widget == Widget::Checkbox {
                 label class="check" {
-                    input type="checkbox" id=(id) name=(f.name) value="true"
+                    input type="checkbox" id=(id) name=(f.name) aria-describedby=[described] aria-invalid=[invalid] value="true"
                         checked[value.as_deref() == Some("true")];
                     " " (f.label)
                 }
@@ -211,22 +224,22 @@ fn field(f: &Field, state: &FormState, update: bool) -> Markup {
                 }
                 @match &f.widget {
                     Widget::TextArea | Widget::Json => {
-                        textarea id=(id) name=(f.name) rows="5" required[f.required] { (value.unwrap_or_default()) }
+                        textarea id=(id) name=(f.name) aria-describedby=[described] aria-invalid=[invalid] rows="5" required[f.required] { (value.unwrap_or_default()) }
                     }
                     Widget::Secret => {
                         // Never sent back to the browser; empty on update keeps the stored value.
-                        input type="password" id=(id) name=(f.name) autocomplete="new-password"
+                        input type="password" id=(id) name=(f.name) aria-describedby=[described] aria-invalid=[invalid] autocomplete="new-password"
                             placeholder=[update.then_some("unchanged — type to replace")];
                     }
                     Widget::Integer { min, max } => {
-                        input type="number" id=(id) name=(f.name) step="1" value=[value]
+                        input type="number" id=(id) name=(f.name) aria-describedby=[described] aria-invalid=[invalid] step="1" value=[value]
                             min=[min.map(|m| m.to_string())] max=[max.map(|m| m.to_string())] required[f.required];
                     }
                     Widget::Number => {
-                        input type="number" id=(id) name=(f.name) step="any" value=[value] required[f.required];
+                        input type="number" id=(id) name=(f.name) aria-describedby=[described] aria-invalid=[invalid] step="any" value=[value] required[f.required];
                     }
                     Widget::Select(options) => {
-                        select id=(id) name=(f.name) required[f.required] {
+                        select id=(id) name=(f.name) aria-describedby=[described] aria-invalid=[invalid] required[f.required] {
                             @if !f.required { option value="" { "—" } }
                             @for (v, label) in options {
                                 option value=(v) selected[value.as_deref() == Some(v.as_str())] { (label) }
@@ -234,15 +247,15 @@ fn field(f: &Field, state: &FormState, update: bool) -> Markup {
                         }
                     }
                     Widget::DateTime => {
-                        input type="datetime-local" id=(id) name=(f.name) step="1" value=[value] data-local-time required[f.required];
+                        input type="datetime-local" id=(id) name=(f.name) aria-describedby=[described] aria-invalid=[invalid] step="1" value=[value] data-local-time required[f.required];
                     }
                     Widget::Text | Widget::Checkbox => {
-                        input type="text" id=(id) name=(f.name) value=[value] required[f.required];
+                        input type="text" id=(id) name=(f.name) aria-describedby=[described] aria-invalid=[invalid] value=[value] required[f.required];
                     }
                 }
             }
-            @if let Some(help) = &f.help { small { (help) } }
-            @if let Some(e) = error { p class="field-error" { (f.label) " " (e) } }
+            @if let Some(help) = &f.help { small id=(help_id) { (help) } }
+            @if let Some(e) = error { p class="field-error" id=(error_id) { (f.label) " " (e) } }
         }
     }
 }

@@ -200,7 +200,7 @@ pub fn status_panel(base: &str, job: &Job, ctx: Option<&PageCtx>) -> Markup {
     let url = format!("{base}/workers/{}", job.id);
     let retry = is_retry(job);
     html! {
-        section class="card status-panel" id="job-status" sse-swap="status" hx-swap="outerHTML" {
+        section class="card status-panel" id="job-status" sse-swap="status" hx-swap="outerHTML" aria-live="polite" {
             div class="status-line" {
                 (job_badge(job))
                 @if retry {
@@ -299,7 +299,8 @@ pub fn progress(job: &Job) -> Markup {
     // with the event stream after the swap, and a frame arriving meanwhile (the 100 % of a job
     // that just ended, right behind its last report) was lost.
     html! {
-        section class="card progress-panel" id="job-progress" sse-swap="progress" hx-swap="innerHTML" {
+        section class="card progress-panel" id="job-progress" sse-swap="progress" hx-swap="innerHTML"
+            aria-live="polite" aria-label="Progress" {
             (progress_content(job))
         }
     }

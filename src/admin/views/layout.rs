@@ -97,7 +97,7 @@ pub fn page(ctx: &PageCtx, title: &str, live: Option<&str>, body: Markup) -> Mar
                                     a href={ (base) "/workers?status=" (tab) }
                                       class=[active(ctx, tab)] aria-current=[current(ctx, tab)] {
                                         span { (label) }
-                                        span class="count num" sse-swap={ "count-" (tab) } {
+                                        span class="count num" sse-swap={ "count-" (tab) } aria-live="polite" {
                                             (count(tab_count(&ctx.counts, tab)))
                                         }
                                     }
