@@ -12,6 +12,8 @@ mod m20261129_000005_claim_index;
 mod m20261206_000001_recurring;
 mod m20261207_000001_unique_jobs;
 mod m20261208_000001_queues;
+mod m20261230_000002_search_index;
+pub mod search_text;
 
 /// Applies every Nightshift migration in order.
 ///
@@ -35,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000001_recurring::Migration),
             Box::new(m20261207_000001_unique_jobs::Migration),
             Box::new(m20261208_000001_queues::Migration),
+            Box::new(m20261230_000002_search_index::Migration),
         ]
     }
 

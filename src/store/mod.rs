@@ -13,6 +13,7 @@ mod queues;
 mod reads;
 mod recurring;
 mod reports;
+mod search;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr};
 
@@ -26,6 +27,7 @@ pub use list::{COUNT_CAP, JobFilter};
 pub use reads::ResultSummary;
 pub(crate) use recurring::{RecurringDef, RecurringInsert};
 pub(crate) use reports::{WriteBatch, WrittenBatch};
+pub use search::{SearchContext, SearchError, SearchQuery, TextTerm};
 
 /// The newest log lines kept per job; older ones are deleted and counted in `log_dropped`.
 pub const MAX_LOG_LINES: i64 = 100_000;
@@ -45,7 +47,7 @@ pub(crate) struct JobInsert {
     pub kind: String,
     pub queue: String,
     pub args: String,
-    /// The arguments with secrets masked.
+    /// The index text of the arguments with secrets masked ([`migration::search_text`]).
     pub search: String,
     pub max_attempts: i32,
     pub schedule_at: Option<i64>,

@@ -23,6 +23,7 @@ mod queues;
 mod queues_admin;
 mod recurring;
 mod regressions;
+mod search;
 mod secrets;
 mod security;
 mod streams;

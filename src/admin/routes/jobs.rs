@@ -47,7 +47,23 @@ pub async fn list_jobs(
     WantsJson(json): WantsJson,
     Query(q): Query<ListQuery>,
 ) -> Result<Response> {
-    let spec = q.check(&st.worker)?;
+    let (spec, bad) = q.check_page(&st.worker)?;
+    if let Some(bad) = bad {
+        if json {
+            return Err(WebError::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "q",
+                bad.0,
+            ));
+        }
+        // The page with the message above an empty list: never every job as if they matched.
+        let view = list_view(&st, &spec, vec![], None, (None, 0), Some(bad.0));
+        let mut ctx = st.page_ctx(&chrome, Some(&spec.tab)).await;
+        ctx.counts = st.hub.counts_since(tokio::time::Instant::now()).await?;
+        let mut res = views::list::list_page(&ctx, &view).into_response();
+        *res.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+        return Ok(res);
+    }
     let models = st
         .worker
         .store()
@@ -76,17 +92,32 @@ pub async fn list_jobs(
                 .into_response(),
         );
     }
-    let (newer, skipped) = match spec.after {
+    let newer = match spec.after {
         Some(after) => {
             let (newer, skipped) = newer_page(&st, &spec.filter, after).await?;
             (Some(newer), skipped)
         }
         None => (None, 0),
     };
+    let view = list_view(&st, &spec, jobs, next, newer, None);
+    let mut ctx = st.page_ctx(&chrome, Some(&spec.tab)).await;
+    ctx.counts = counts;
+    Ok(views::list::list_page(&ctx, &view).into_response())
+}
+
+/// The list page's view of `jobs` under `spec`.
+fn list_view(
+    st: &AdminState,
+    spec: &input::ListSpec,
+    jobs: Vec<Job>,
+    next: Option<i64>,
+    (newer, skipped): (Option<Option<i64>>, u64),
+    error: Option<String>,
+) -> ListView {
     let kinds = st.worker.kinds();
     let mut groups: Vec<String> = kinds.iter().map(|k| k.group_name().to_owned()).collect();
     groups.dedup();
-    let view = ListView {
+    ListView {
         tab: spec.tab.clone(),
         jobs,
         next,
@@ -104,57 +135,19 @@ pub async fn list_jobs(
             .collect(),
         groups,
         query: spec.query(),
-    };
-    let mut ctx = st.page_ctx(&chrome, Some(&spec.tab)).await;
-    ctx.counts = counts;
-    Ok(views::list::list_page(&ctx, &view).into_response())
+        error,
+    }
 }
 
 /// For the page after cursor `after` (jobs with a smaller id): the cursor of the page before it
 /// (`None`: the first page), and how many jobs of the list come before it (up to the cap). The
 /// same keyset as the pages themselves: ids from `after` up, never an offset.
 async fn newer_page(st: &AdminState, filter: &JobFilter, after: i64) -> Result<(Option<i64>, u64)> {
-    use sea_orm::sea_query::{Expr, Query as Select};
-    use sea_orm::{
-        ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    };
-
-    use crate::entity::job as entity;
-
     let store = st.worker.store();
-    let db = store.reader();
-    let newer = filter.condition().add(entity::Column::Id.gte(after));
     // Newest first, the page before this one starts below the (PAGE_SIZE + 1)th newer job.
-    let ids: Vec<i64> = entity::Entity::find()
-        .select_only()
-        .column(entity::Column::Id)
-        .filter(newer.clone())
-        .order_by_asc(entity::Column::Id)
-        .limit(PAGE_SIZE + 1)
-        .into_tuple()
-        .all(db)
-        .await
-        .map_err(Error::from)?;
+    let ids = store.list_ids_from(filter, after, PAGE_SIZE + 1).await?;
     let cursor = ids.get(PAGE_SIZE as usize).copied();
-    let capped = Select::select()
-        .expr(Expr::val(1))
-        .from(entity::Entity)
-        .cond_where(newer)
-        .limit(crate::store::COUNT_CAP + 1)
-        .to_owned();
-    let count = Select::select()
-        .expr(Expr::cust("COUNT(*)"))
-        .from_subquery(capped, "capped")
-        .to_owned();
-    let skipped = db
-        .query_one(&count)
-        .await
-        .map_err(Error::from)?
-        .map(|r| r.try_get_by_index::<i64>(0))
-        .transpose()
-        .map_err(Error::from)?
-        .unwrap_or(0)
-        .max(0) as u64;
+    let skipped = store.count_capped_from(filter, after).await?;
     Ok((cursor, skipped))
 }
 

@@ -34,6 +34,8 @@ pub struct ListView {
     pub groups: Vec<String>,
     /// Query string of this filter without the cursor (for the pager and the live stream).
     pub query: String,
+    /// Why the search cannot run (shown above an empty list).
+    pub error: Option<String>,
 }
 
 /// The tabs' titles, and the extra filters reachable from All Jobs.
@@ -64,9 +66,9 @@ pub fn list_page(ctx: &PageCtx, view: &ListView) -> Markup {
                 h1 { (tab_title(&view.tab)) }
                 @if view.tab == "all" || view.tab == "killed" || view.tab == "cancelled" {
                     div class="chips" {
-                        a href={ (base) "/workers?status=all" } class=[(view.tab == "all").then_some("active")] { "Any state" }
-                        a href={ (base) "/workers?status=killed" } class=[(view.tab == "killed").then_some("active")] { "Killed" }
-                        a href={ (base) "/workers?status=cancelled" } class=[(view.tab == "cancelled").then_some("active")] { "Cancelled" }
+                        a href={ (base) "/workers?status=all" } class=[(view.tab == "all").then_some("active")] aria-current=[(view.tab == "all").then_some("page")] { "Any state" }
+                        a href={ (base) "/workers?status=killed" } class=[(view.tab == "killed").then_some("active")] aria-current=[(view.tab == "killed").then_some("page")] { "Killed" }
+                        a href={ (base) "/workers?status=cancelled" } class=[(view.tab == "cancelled").then_some("active")] aria-current=[(view.tab == "cancelled").then_some("page")] { "Cancelled" }
                     }
                 }
             }
@@ -96,10 +98,19 @@ pub fn list_page(ctx: &PageCtx, view: &ListView) -> Markup {
                     }
                 }
                 label class="grow" {
-                    span { "Arguments contain" }
-                    input type="search" name="q" value=[view.q.as_deref()] placeholder="text in the arguments";
+                    span { "Search" }
+                    input type="search" name="q" value=[view.q.as_deref()]
+                        placeholder="customer_id:42 alice state:done after:2026-11-01"
+                        aria-describedby="q-help" aria-invalid=[view.error.as_ref().map(|_| "true")];
                 }
                 button type="submit" { "Filter" }
+                p id="q-help" class="small muted help" {
+                    "Words in argument values; key:value for one argument; \"quoted phrases\"; "
+                    "kind:, state:, queue:, tag:, after:, before: (a date, a UTC date-time or an age: 2h, 7d)."
+                }
+            }
+            @if let Some(msg) = &view.error {
+                p class="form-error" role="alert" { "Search: " (msg) }
             }
             (jobs_table(base, &view.jobs))
             (pager(base, view))
