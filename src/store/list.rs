@@ -1,5 +1,5 @@
 //! Reads for the admin's lists: filtered pages by keyset (never OFFSET) and capped counts.
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, JoinType, Order, Query};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Order, Query};
 use sea_orm::{
     ColumnTrait, Condition, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     QueryTrait, Select,
@@ -114,15 +114,17 @@ impl Store {
             return (q, Expr::col((job::Entity, job::Column::Id)));
         };
         let rowid = Expr::col((Alias::new(FTS), Alias::new("rowid")));
-        QueryTrait::query(&mut q).join(
-            JoinType::InnerJoin,
-            Alias::new(FTS),
-            rowid.clone().equals((job::Entity, job::Column::Id)),
-        );
-        (
-            q.filter(Expr::cust_with_values(format!("{FTS} MATCH ?"), [fts])),
-            rowid,
-        )
+        // The index first (SQLite keeps the order of a CROSS JOIN): driven by the state index
+        // instead, a tab with a search ran the match once per row of the tab (140 ms at 20k).
+        // (sea-query writes no ON for a CROSS JOIN: the join's condition is in the WHERE.)
+        QueryTrait::query(&mut q)
+            .from_clear()
+            .from(Alias::new(FTS))
+            .cross_join(job::Entity);
+        let q = q
+            .filter(rowid.clone().equals((job::Entity, job::Column::Id)))
+            .filter(Expr::cust_with_values(format!("{FTS} MATCH ?"), [fts]));
+        (q, rowid)
     }
 }
 
