@@ -50,14 +50,28 @@
     });
   }
 
+  // Each entered time goes with the offset in force at that time (tz_offset.NAME): a time
+  // across a daylight-saving change from another one has another offset.
   document.addEventListener("submit", function (e) {
     var form = e.target;
-    var local = form.querySelector("input[data-local-time]");
     var offset = form.querySelector("input[data-tz-offset]");
-    if (offset) {
-      var d = local && local.value ? new Date(local.value) : new Date();
-      offset.value = String(-d.getTimezoneOffset());
-    }
+    if (!offset) { return; }
+    offset.value = String(-new Date().getTimezoneOffset());
+    form.querySelectorAll("input[data-local-time][name]").forEach(function (i) {
+      if (!i.value) { return; }
+      var d = new Date(i.value);
+      if (isNaN(d)) { return; }
+      var name = "tz_offset." + i.name;
+      var hidden = Array.prototype.find.call(form.querySelectorAll("input[type=hidden]"),
+        function (h) { return h.name === name; });
+      if (!hidden) {
+        hidden = document.createElement("input");
+        hidden.type = "hidden";
+        hidden.name = name;
+        form.appendChild(hidden);
+      }
+      hidden.value = String(-d.getTimezoneOffset());
+    });
   }, true);
 
   document.addEventListener("htmx:configRequest", function (e) {

@@ -797,13 +797,15 @@ fn form_args(
         .filter(|s| !s.is_empty())
     {
         None => None,
-        Some(raw) => match schema_form::parse_time(raw, form.get("tz_offset")) {
-            Some(t) => Some(t),
-            None => {
-                errors.insert("schedule_at".into(), NOT_A_TIME.into());
-                None
+        Some(raw) => {
+            match schema_form::parse_time(raw, schema_form::offset_of(form, "schedule_at")) {
+                Some(t) => Some(t),
+                None => {
+                    errors.insert("schedule_at".into(), NOT_A_TIME.into());
+                    None
+                }
             }
-        },
+        }
     };
     match args {
         Some(args) if errors.is_empty() => Ok((args, at)),
