@@ -398,3 +398,64 @@ async fn the_header_shows_whether_live_updates_are_connected() {
     );
     b.client.clone().close().await.ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn times_read_relative_with_the_exact_time_on_hover_in_a_remembered_zone() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(b) = browser().await else { return };
+    let app = spawn_app().await;
+    let id = app.create("Work", json!({})).await;
+    finished(&app.worker, id).await;
+    let c = &b.client;
+    log_in(c, &app).await;
+    c.goto(&app.url("/workers")).await.unwrap();
+    until(
+        c,
+        "a relative time",
+        "document.querySelector('td time .rel')",
+    )
+    .await;
+    let t = js(
+        c,
+        "const t = document.querySelector('td time'); return [t.textContent, t.title];",
+    )
+    .await;
+    let (text, title) = (t[0].as_str().unwrap(), t[1].as_str().unwrap());
+    assert!(
+        text == "just now" || text.ends_with(" ago"),
+        "relative: {text:?}"
+    );
+    let year = chrono::Utc::now().format("%Y").to_string();
+    assert!(
+        title.contains(&year) && !title.ends_with(" UTC"),
+        "exact, local: {title:?}"
+    );
+    // The switch shows UTC, and the choice outlives the page.
+    c.find(Locator::Css("[data-tz-switch]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        c,
+        "times in UTC",
+        "document.querySelector('td time').title.endsWith(' UTC')",
+    )
+    .await;
+    c.goto(&app.url("/workers?status=done")).await.unwrap();
+    until(c, "UTC remembered", "document.querySelector('td time') && document.querySelector('td time').title.endsWith(' UTC') && document.querySelector('[data-tz-switch]').getAttribute('aria-pressed') === 'true'").await;
+    c.find(Locator::Css("[data-tz-switch]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        c,
+        "local again",
+        "!document.querySelector('td time').title.endsWith(' UTC')",
+    )
+    .await;
+    b.client.clone().close().await.ok();
+}
