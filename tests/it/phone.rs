@@ -122,6 +122,36 @@ return Array.from(document.querySelectorAll('.table-wrap'))
   .map(w => (w.querySelector('table') || w).className + ': ' + w.scrollWidth + ' > ' + w.clientWidth);
 "#;
 
+/// axe-core, vendored (see `tests/fixtures/README.md`).
+const AXE: &str = include_str!("../fixtures/axe.min.js");
+
+/// The serious and critical accessibility violations axe-core finds on the current page, one
+/// line each (rule, help, the first elements).
+async fn axe(c: &Client) -> Vec<String> {
+    js(c, &format!("{AXE}\n;return typeof axe;")).await;
+    let found = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, { resultTypes: ['violations'] })
+               .then(r => done(r.violations
+                 .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                 .map(v => v.id + ' (' + v.impact + '): ' + v.help + ' at ' +
+                   v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', '))))
+               .catch(e => done(['axe did not run: ' + e]));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    found
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|v| v.as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_else(|| vec![format!("axe answered {found}")])
+}
+
 struct Page {
     path: String,
     /// The navigation entry that should be marked current (`aria-current="page"`).
@@ -222,6 +252,10 @@ async fn check(c: &Client, app: &TestApp, p: &Page, width: u32) -> Vec<String> {
                 "{at}: aria-current=page should be on {want} alone, is on {marked}"
             ));
         }
+    }
+
+    for v in axe(c).await {
+        wrong.push(format!("{at}: axe: {v}"));
     }
 
     // The page names an icon that loads (so the browser does not ask for /favicon.ico).

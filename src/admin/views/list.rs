@@ -230,7 +230,7 @@ fn pager(base: &str, view: &ListView) -> Markup {
 
 pub fn jobs_table(base: &str, jobs: &[Job]) -> Markup {
     html! {
-        div class="table-wrap" {
+        div class="table-wrap" tabindex="0" {
             table class="jobs" {
                 thead {
                     tr {
