@@ -206,3 +206,36 @@ both_databases! {
         assert_eq!(found("hunter2").await, Vec::<i64>::new());
     }
 }
+
+/// A live list with a search takes in new jobs that match it, and only those (the stream judges
+/// each job by the same rules as the index).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_list_with_a_search_takes_matching_jobs_only() {
+    use crate::polish::{read_events, stream};
+
+    let db = TestDb::sqlite();
+    let app = app_with_customers(&db).await;
+    let mut live = stream(
+        &app,
+        &format!("/workers/events?status=all&{}", q("customer_id:42")),
+    )
+    .await;
+    let other = customer(
+        &app,
+        json!({"customer_id": 420, "email": "customer_id@example.com"}),
+    )
+    .await;
+    let hit = customer(&app, json!({"customer_id": 42, "email": "x@example.com"})).await;
+    let mut seen = Vec::new();
+    read_events(&mut live, &mut seen, "the matching job's row", |s| {
+        s.iter()
+            .any(|e| e.event == "new-row" && e.data.contains(&format!("id=\"job-{hit}\"")))
+    })
+    .await;
+    assert!(
+        !seen
+            .iter()
+            .any(|e| e.event == "new-row" && e.data.contains(&format!("id=\"job-{other}\""))),
+        "{seen:#?}"
+    );
+}
