@@ -71,7 +71,9 @@ both_databases! {
         assert_eq!(ids(&app, &q("customer_id:42")).await, vec![a]);
         assert_eq!(ids(&app, &q("customer_id:420")).await, vec![b]);
         assert_eq!(ids(&app, &q("CUSTOMER_ID:7")).await, vec![c], "keys ignore case");
-        assert_eq!(ids(&app, &q("ali")).await, vec![a], "a word's start");
+        assert_eq!(ids(&app, &q("ali")).await, Vec::<i64>::new(), "whole words");
+        assert_eq!(ids(&app, &q("ali*")).await, vec![a], "a word's start");
+        assert_eq!(ids(&app, &q("email:bo*")).await, vec![b]);
         assert_eq!(ids(&app, &q("alice@example.com")).await, vec![a]);
         assert_eq!(ids(&app, &q("email:example")).await, vec![c, b, a]);
         assert_eq!(ids(&app, &q("\"big plan\"")).await, vec![a], "a phrase is in order");
@@ -81,7 +83,7 @@ both_databases! {
         assert_eq!(ids(&app, &q("email")).await, Vec::<i64>::new(), "a key is not a value");
         assert_eq!(ids(&app, &q("customer_id:42 kind:\"customer sync\" state:new")).await, vec![a]);
         assert_eq!(ids(&app, &q("customer_id:42 state:done")).await, Vec::<i64>::new());
-        for secret in ["hunter2", "hunter", "password:hunter2", "\"hunter2\""] {
+        for secret in ["hunter2", "hunter*", "password:hunter2", "password:h*", "\"hunter2\""] {
             assert_eq!(ids(&app, &q(secret)).await, Vec::<i64>::new(), "{secret}");
         }
         assert_eq!(ids(&app, &q("password:x")).await, Vec::<i64>::new());
