@@ -497,9 +497,8 @@ mod tests {
         assert!(fts.contains("vals : (\"big\" + \"plan\")"));
         let ts = q.tsquery().unwrap();
         assert!(ts.contains("('ali':*A)"));
-        assert_eq!(
-            parse("alice").unwrap().terms[0].prefix,
-            false,
+        assert!(
+            !parse("alice").unwrap().terms[0].prefix,
             "whole words by default"
         );
         assert!(ts.contains("('big':A <-> 'plan':A)"));
