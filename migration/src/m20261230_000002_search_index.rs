@@ -71,6 +71,7 @@ impl MigrationTrait for Migration {
                 }
             }
             _ => {
+                db.execute_unprepared(search_text::PG_FUNCTION).await?;
                 db.execute_unprepared(&format!(
                     "CREATE INDEX IF NOT EXISTS nightshift_jobs_search_gin \
                      ON nightshift_jobs USING gin (({}))",
@@ -99,6 +100,8 @@ impl MigrationTrait for Migration {
             }
             _ => {
                 db.execute_unprepared("DROP INDEX IF EXISTS nightshift_jobs_search_gin")
+                    .await?;
+                db.execute_unprepared("DROP FUNCTION IF EXISTS nightshift_search_vector(text)")
                     .await?;
             }
         }
