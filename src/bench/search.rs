@@ -112,6 +112,7 @@ async fn measure(
     let out = async {
         let mut conn = Conn::connect(server.addr, &server.token).await?;
         let mut figures = Map::new();
+        let mut store_ms = Map::new();
         for (name, q, extra) in QUERIES {
             let path = format!(
                 "/workers?q={}{extra}",
@@ -132,7 +133,30 @@ async fn measure(
                 progress.update(format!("{name}: {ms:.1} ms"));
             }
             figures.insert(name.to_owned(), serde_json::to_value(Latency::of(&taken))?);
+            // The store's read alone (the page also counts the tabs, reads nodes, renders).
+            let spec = crate::store::SearchQuery::parse(
+                q,
+                &crate::store::SearchContext::default(),
+                chrono::Utc::now(),
+            )?;
+            let filter = crate::store::JobFilter {
+                search: Some(spec),
+                statuses: if extra.contains("done") {
+                    vec![crate::JobStatus::Done]
+                } else {
+                    vec![]
+                },
+                ..Default::default()
+            };
+            let mut taken = vec![];
+            for _ in 0..samples.max(1) {
+                let t = Instant::now();
+                worker.store().list_jobs(&filter, None, 51).await?;
+                taken.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            store_ms.insert(name.to_owned(), serde_json::to_value(Latency::of(&taken))?);
         }
+        figures.insert("store_read_ms".into(), Value::Object(store_ms));
         figures.insert("fill_s".into(), Value::from((fill_s * 10.0).round() / 10.0));
         anyhow::Ok(figures)
     }
