@@ -20,23 +20,55 @@
     return s;
   }
 
-  function localize(root) {
+  // The zone times are shown in: the operator's choice (a cookie, kept a year), local by default.
+  function inUtc() { return /(?:^|;\s*)ns_tz=utc(?:;|$)/.test(document.cookie); }
+
+  // "just now", "42 s ago", "3 min ago", "5 h ago", "2 d ago"; "in 12 s" for a time to come.
+  function relative(d) {
+    var s = Math.round((Date.now() - d.getTime()) / 1000);
+    var future = s < 0;
+    s = Math.abs(s);
+    var text;
+    if (s < 5) { return "just now"; }
+    if (s < 60) { text = s + " s"; }
+    else if (s < 3600) { text = Math.floor(s / 60) + " min"; }
+    else if (s < 86400) { text = Math.floor(s / 3600) + " h"; }
+    else { text = Math.floor(s / 86400) + " d"; }
+    return future ? "in " + text : text + " ago";
+  }
+
+  // Each time as "3 min ago", its exact time (in the chosen zone) on hover; refreshed every
+  // 30 s and whenever new content arrives, so it never goes badly stale.
+  function showTimes(root) {
+    var utc = inUtc();
     root.querySelectorAll("time[datetime]").forEach(function (t) {
       var d = new Date(t.getAttribute("datetime"));
       if (isNaN(d)) { return; }
+      var zone = utc ? { timeZone: "UTC" } : {};
       if (t.getAttribute("data-format") === "time") {
-        t.textContent = pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds()) +
-          "." + String(d.getMilliseconds()).padStart(3, "0");
+        var h = utc ? d.getUTCHours() : d.getHours();
+        var m = utc ? d.getUTCMinutes() : d.getMinutes();
+        var sec = utc ? d.getUTCSeconds() : d.getSeconds();
+        t.textContent = pad(h) + ":" + pad(m) + ":" + pad(sec) + "." +
+          String(d.getMilliseconds()).padStart(3, "0");
         return;
       }
-      // Date and clock apart, so a narrow column can break the line between them.
-      var day = { month: "short", day: "numeric" };
-      if (d.getFullYear() !== new Date().getFullYear()) { day.year = "numeric"; }
-      var clock = { hour: "2-digit", minute: "2-digit", second: "2-digit" };
-      t.replaceChildren(span("date", d.toLocaleDateString(undefined, day)), " ",
-        span("clock", d.toLocaleTimeString(undefined, clock)));
-      t.title = t.getAttribute("datetime");
+      var day = Object.assign({ year: "numeric", month: "short", day: "numeric" }, zone);
+      var clock = Object.assign({ hour: "2-digit", minute: "2-digit", second: "2-digit" }, zone);
+      var exact = d.toLocaleDateString(undefined, day) + " " + d.toLocaleTimeString(undefined, clock) +
+        (utc ? " UTC" : "");
+      t.replaceChildren(span("rel", relative(d)));
+      t.title = exact;
+      t.setAttribute("aria-label", relative(d) + ", " + exact);
     });
+    root.querySelectorAll("[data-tz-switch]").forEach(function (b) {
+      b.textContent = utc ? "Times: UTC" : "Times: local";
+      b.setAttribute("aria-pressed", utc ? "true" : "false");
+    });
+  }
+
+  function localize(root) {
+    showTimes(root);
     root.querySelectorAll("input[data-csrf]").forEach(function (i) { i.value = token; });
     root.querySelectorAll('input[name="ids"][form="bulk"]').forEach(function (b) {
       if (ticked[b.value]) { b.checked = true; }
@@ -53,14 +85,28 @@
     });
   }
 
+  // Each entered time goes with the offset in force at that time (tz_offset.NAME): a time
+  // across a daylight-saving change from another one has another offset.
   document.addEventListener("submit", function (e) {
     var form = e.target;
-    var local = form.querySelector("input[data-local-time]");
     var offset = form.querySelector("input[data-tz-offset]");
-    if (offset) {
-      var d = local && local.value ? new Date(local.value) : new Date();
-      offset.value = String(-d.getTimezoneOffset());
-    }
+    if (!offset) { return; }
+    offset.value = String(-new Date().getTimezoneOffset());
+    form.querySelectorAll("input[data-local-time][name]").forEach(function (i) {
+      if (!i.value) { return; }
+      var d = new Date(i.value);
+      if (isNaN(d)) { return; }
+      var name = "tz_offset." + i.name;
+      var hidden = Array.prototype.find.call(form.querySelectorAll("input[type=hidden]"),
+        function (h) { return h.name === name; });
+      if (!hidden) {
+        hidden = document.createElement("input");
+        hidden.type = "hidden";
+        hidden.name = name;
+        form.appendChild(hidden);
+      }
+      hidden.value = String(-d.getTimezoneOffset());
+    });
   }, true);
 
   // Bulk selection: a row's checkbox keeps its tick when a live update replaces the row, and
@@ -78,6 +124,15 @@
       ticked[t.value] = t.checked;
     }
   });
+  // The UTC/local switch in the header, remembered for this operator's browser.
+  document.addEventListener("click", function (e) {
+    var b = e.target.closest ? e.target.closest("[data-tz-switch]") : null;
+    if (!b) { return; }
+    var next = inUtc() ? "local" : "utc";
+    document.cookie = "ns_tz=" + next + "; path=/; max-age=31536000; SameSite=Lax";
+    showTimes(document);
+  });
+  setInterval(function () { showTimes(document); }, 30000);
 
   document.addEventListener("htmx:configRequest", function (e) {
     if (token) { e.detail.headers["X-CSRF-Token"] = token; }

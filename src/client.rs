@@ -320,7 +320,8 @@ impl Client {
     }
 
     /// Validates arguments (secret fields decrypted), then returns them as stored (secret fields
-    /// encrypted when a key is configured) and the masked copy that search looks in.
+    /// encrypted when a key is configured) and the index text of the masked copy that search looks
+    /// in.
     pub(crate) fn seal_args(&self, kind: &JobKind, args: Value) -> Result<(String, String)> {
         let keyring = self.shared.keyring.as_ref();
         let plain = match keyring {
@@ -329,7 +330,7 @@ impl Client {
         };
         refuse_nul(&plain)?;
         kind.validate(&plain)?;
-        let search = kind.redact(&plain).to_string();
+        let search = migration::search_text::index_text(&kind.redact(&plain));
         let stored = match keyring {
             Some(k) => k
                 .encrypt_secrets(&plain, &kind.secrets)

@@ -65,6 +65,9 @@ enum Command {
         /// Drain backlogs spread over 4 queues with priorities 0-9, beside a paused queue.
         #[arg(long)]
         queues: bool,
+        /// Only the search figures: list searches over a table of `--jobs` jobs (JSON).
+        #[arg(long)]
+        search: bool,
     },
     /// Manage operators.
     Operator {
@@ -258,7 +261,15 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             json,
             jobs,
             queues,
+            search,
         } => {
+            if search {
+                let report =
+                    nightshift::bench::search::run(database_url.as_deref(), jobs, 100, !json)
+                        .await?;
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                return Ok(());
+            }
             let opts = nightshift::bench::Options {
                 database_url,
                 queues,

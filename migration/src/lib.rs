@@ -13,7 +13,9 @@ mod m20261206_000001_recurring;
 mod m20261207_000001_unique_jobs;
 mod m20261208_000001_queues;
 mod m20261230_000001_stats_histograms;
+mod m20261230_000002_search_index;
 mod m20261230_000003_retention;
+pub mod search_text;
 
 /// Applies every Nightshift migration in order.
 ///
@@ -39,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261208_000001_queues::Migration),
             Box::new(m20261230_000001_stats_histograms::Migration),
             Box::new(m20261230_000003_retention::Migration),
+            Box::new(m20261230_000002_search_index::Migration),
         ]
     }
 

@@ -184,8 +184,8 @@ pub fn humanize(name: &str) -> String {
 
 /// The arguments an operator's form input makes, or a message per field.
 ///
-/// `offset_minutes` is the operator's UTC offset (east positive) for date-time fields entered in
-/// local time; without it they are read as UTC.
+/// Date-time fields entered in local time are read with their own UTC offset
+/// (`tz_offset.NAME`, see [`offset_of`]); without one, as UTC.
 /// With `update`, an empty secret is left out: the job keeps the secret it has.
 pub fn parse(
     fields: &[Field],
@@ -235,7 +235,7 @@ pub fn parse(
                     Err("is not one of the choices".into())
                 }
             }
-            Widget::DateTime => parse_time(raw, input.get("tz_offset"))
+            Widget::DateTime => parse_time(raw, offset_of(input, &f.name))
                 .map(|t| Value::String(t.to_rfc3339()))
                 .ok_or_else(|| "is not a date and time".into()),
             Widget::Json => {
@@ -278,6 +278,16 @@ pub fn parse_time(raw: &str, tz_offset: Option<&String>) -> Option<DateTime<Utc>
         .checked_sub_signed(chrono::Duration::minutes(offset))
 }
 
+/// The UTC offset the page's script sent for date-time field `name`: its own
+/// (`tz_offset.NAME`, the offset in force at the time entered — a value across a daylight-saving
+/// change from now has another offset than now), else the page's (`tz_offset`, older pages).
+pub fn offset_of<'a>(input: &'a BTreeMap<String, String>, name: &str) -> Option<&'a String> {
+    input
+        .get(&format!("tz_offset.{name}"))
+        .filter(|o| !o.trim().is_empty())
+        .or_else(|| input.get("tz_offset"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,6 +324,29 @@ mod tests {
         input.insert("minutes".to_owned(), "many".to_owned());
         let errors = parse(&f, &input, false).unwrap_err();
         assert_eq!(errors["minutes"], "must be a whole number");
+    }
+
+    #[test]
+    fn each_time_is_converted_by_its_own_offset() {
+        // Berlin: 28 March 2026 is still CET (+60), 30 March is CEST (+120). The page sends
+        // each field's own offset; one offset for both put one of them an hour off.
+        let input: BTreeMap<String, String> = [
+            ("schedule_at", "2026-03-30T12:00"),
+            ("tz_offset.schedule_at", "120"),
+            ("starts", "2026-03-28T12:00"),
+            ("tz_offset.starts", "60"),
+            ("tz_offset", "60"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let at = |name: &str| parse_time(&input[name], offset_of(&input, name)).unwrap();
+        assert_eq!(at("schedule_at").to_rfc3339(), "2026-03-30T10:00:00+00:00");
+        assert_eq!(at("starts").to_rfc3339(), "2026-03-28T11:00:00+00:00");
+        let old: BTreeMap<String, String> = [("tz_offset".to_owned(), "60".to_owned())]
+            .into_iter()
+            .collect();
+        assert_eq!(offset_of(&old, "starts").map(String::as_str), Some("60"));
     }
 
     #[test]

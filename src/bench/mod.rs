@@ -14,6 +14,7 @@
 mod drain;
 mod http;
 mod latency;
+pub mod search;
 mod web;
 
 use std::future::Future;
@@ -562,7 +563,7 @@ pub(crate) async fn stop(worker: Worker) {
 }
 
 /// Where the fresh databases of a run live.
-enum Target {
+pub(crate) enum Target {
     /// Files `<prefix><label>.db` in `dir` (removed with the directory if `own_dir`).
     Sqlite {
         dir: PathBuf,
@@ -574,7 +575,7 @@ enum Target {
 }
 
 impl Target {
-    fn new(url: Option<&str>) -> anyhow::Result<Target> {
+    pub(crate) fn new(url: Option<&str>) -> anyhow::Result<Target> {
         let tag = format!("{}_{:04x}", std::process::id(), fastrand::u16(..));
         match url {
             None => {
@@ -623,7 +624,7 @@ impl Target {
         }
     }
 
-    fn backend(&self) -> &'static str {
+    pub(crate) fn backend(&self) -> &'static str {
         match self {
             Target::Sqlite { .. } => "sqlite",
             Target::Postgres { .. } => "postgres",
@@ -631,7 +632,7 @@ impl Target {
     }
 
     /// Runs `f` on a fresh database, removed afterwards whatever `f` returned.
-    async fn with_db<T, F, Fut>(&self, label: &str, f: F) -> anyhow::Result<T>
+    pub(crate) async fn with_db<T, F, Fut>(&self, label: &str, f: F) -> anyhow::Result<T>
     where
         F: FnOnce(String) -> Fut,
         Fut: Future<Output = anyhow::Result<T>>,
@@ -683,7 +684,7 @@ impl Target {
         }
     }
 
-    fn close(&self) {
+    pub(crate) fn close(&self) {
         if let Target::Sqlite {
             dir, own_dir: true, ..
         } = self
@@ -762,7 +763,7 @@ struct ProgressState {
 }
 
 impl Progress {
-    fn new(enabled: bool, steps: usize) -> Progress {
+    pub(crate) fn new(enabled: bool, steps: usize) -> Progress {
         use std::io::IsTerminal;
         Progress {
             enabled,
@@ -819,7 +820,7 @@ impl Progress {
         s.drawn = len;
     }
 
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if !self.enabled || !self.tty {
             return;
         }

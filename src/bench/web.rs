@@ -18,15 +18,15 @@ use crate::{JobContext, JobKind, Role, Worker};
 const LOGGER: &str = "Bench Logger";
 
 /// The admin served on port 0, and a token to use it.
-struct Server {
-    addr: SocketAddr,
-    token: String,
+pub(crate) struct Server {
+    pub(crate) addr: SocketAddr,
+    pub(crate) token: String,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl Server {
-    async fn start(worker: &Worker) -> anyhow::Result<Server> {
+    pub(crate) async fn start(worker: &Worker) -> anyhow::Result<Server> {
         let accounts = Accounts::new(worker.store().connection().clone());
         accounts
             .add("bench", "bench-password-not-secret", Role::Viewer)
@@ -56,7 +56,7 @@ impl Server {
         })
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
     }

@@ -59,7 +59,8 @@ pub struct Model {
     pub result_rows: i64,
     /// Result rows refused once the cap was reached.
     pub results_dropped: i64,
-    /// The arguments with secrets masked: what a text search looks in.
+    /// The index text of the arguments with secrets masked: what a search looks in
+    /// (`migration::search_text`; indexed by FTS5 or a GIN index).
     #[sea_orm(column_type = "Text")]
     pub search: String,
     /// The job's uniqueness key, if any: no two jobs of a kind that wait or run share one.

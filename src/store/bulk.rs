@@ -7,7 +7,6 @@ use sea_orm::{
     TransactionTrait,
 };
 
-use super::list::condition;
 use super::{JobFilter, NOTIFY_ABORT, NOTIFY_JOBS, Store, retry_busy};
 use crate::entity::{job, job_attempt, job_log, job_result};
 use crate::error::Result;
@@ -106,8 +105,8 @@ pub struct Selection {
 
 impl Selection {
     /// Its `WHERE`, for `action`, with or without the kinds the operator may touch.
-    fn condition(&self, action: BulkAction, allowed: Option<bool>) -> Condition {
-        let mut cond = condition(&self.filter).add(action.applies());
+    fn condition(&self, store: &Store, action: BulkAction, allowed: Option<bool>) -> Condition {
+        let mut cond = store.filter_condition(&self.filter).add(action.applies());
         if let Some(ids) = &self.ids {
             cond = cond.add(job::Column::Id.is_in(ids.iter().copied()));
         }
@@ -137,9 +136,14 @@ impl Store {
         sel: &Selection,
         action: BulkAction,
     ) -> Result<(u64, u64)> {
-        let allowed = self.count_where(sel.condition(action, Some(true))).await?;
+        let allowed = self
+            .count_where(sel.condition(self, action, Some(true)))
+            .await?;
         let denied = match sel.kinds {
-            Some(_) => self.count_where(sel.condition(action, Some(false))).await?,
+            Some(_) => {
+                self.count_where(sel.condition(self, action, Some(false)))
+                    .await?
+            }
             None => 0,
         };
         Ok((allowed, denied))
@@ -175,7 +179,7 @@ impl Store {
             .column(job::Column::Id)
             .column(job::Column::Kind)
             .column(job::Column::Status)
-            .filter(sel.condition(action, Some(true)));
+            .filter(sel.condition(self, action, Some(true)));
         if let Some(before) = before {
             q = q.filter(job::Column::Id.lt(before));
         }

@@ -16,6 +16,7 @@ mod reads;
 mod recurring;
 mod reports;
 mod retention;
+mod search;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr};
 
@@ -33,6 +34,7 @@ pub use reads::ResultSummary;
 pub(crate) use recurring::{RecurringDef, RecurringInsert};
 pub(crate) use reports::{WriteBatch, WrittenBatch};
 pub use retention::PruneRun;
+pub use search::{SearchContext, SearchError, SearchQuery, TextTerm};
 
 /// The newest log lines kept per job; older ones are deleted and counted in `log_dropped`.
 pub const MAX_LOG_LINES: i64 = 100_000;
@@ -52,7 +54,7 @@ pub(crate) struct JobInsert {
     pub kind: String,
     pub queue: String,
     pub args: String,
-    /// The arguments with secrets masked.
+    /// The index text of the arguments with secrets masked ([`migration::search_text`]).
     pub search: String,
     pub max_attempts: i32,
     pub schedule_at: Option<i64>,

@@ -81,7 +81,7 @@ async fn list_answers_json_and_html_with_counts_and_keyset_pages() {
     // Filters by kind, group and argument text.
     let (_, body) = app.get_json("/workers?job=Ping").await;
     assert_eq!(body["jobs"].as_array().unwrap().len(), 0);
-    let (_, body) = app.get_json("/workers?q=%22lines%22%3A59").await;
+    let (_, body) = app.get_json("/workers?q=lines%3A59").await;
     assert_eq!(body["jobs"].as_array().unwrap().len(), 1);
     let (_, body) = app.get_json("/workers?group=Mail").await;
     assert_eq!(body["jobs"].as_array().unwrap().len(), 0);

@@ -95,13 +95,19 @@ async fn log_in(c: &Client, app: &TestApp) {
     until(c, "the job list", "document.querySelector('table.jobs')").await;
 }
 
+/// Clicks the element `css` finds; found again when a live swap replaced it in between (the
+/// job page's status panel is swapped whole by its stream: a stale element, under load).
 async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    for attempt in 0.. {
+        let res = c.find(Locator::Css(css)).await.unwrap().click().await;
+        match res {
+            Ok(_) => return,
+            Err(e) if attempt < 5 && format!("{e:?}").contains("StaleElementReference") => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("click {css}: {e:?}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

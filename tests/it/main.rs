@@ -26,6 +26,7 @@ mod queues_admin;
 mod recurring;
 mod regressions;
 mod retention;
+mod search;
 mod secrets;
 mod security;
 mod streams;

@@ -122,6 +122,36 @@ return Array.from(document.querySelectorAll('.table-wrap'))
   .map(w => (w.querySelector('table') || w).className + ': ' + w.scrollWidth + ' > ' + w.clientWidth);
 "#;
 
+/// axe-core, vendored (see `tests/fixtures/README.md`).
+const AXE: &str = include_str!("../fixtures/axe.min.js");
+
+/// The serious and critical accessibility violations axe-core finds on the current page, one
+/// line each (rule, help, the first elements).
+async fn axe(c: &Client) -> Vec<String> {
+    js(c, &format!("{AXE}\n;return typeof axe;")).await;
+    let found = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, { resultTypes: ['violations'] })
+               .then(r => done(r.violations
+                 .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                 .map(v => v.id + ' (' + v.impact + '): ' + v.help + ' at ' +
+                   v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', '))))
+               .catch(e => done(['axe did not run: ' + e]));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    found
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|v| v.as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_else(|| vec![format!("axe answered {found}")])
+}
+
 struct Page {
     path: String,
     /// The navigation entry that should be marked current (`aria-current="page"`).
@@ -222,6 +252,10 @@ async fn check(c: &Client, app: &TestApp, p: &Page, width: u32) -> Vec<String> {
                 "{at}: aria-current=page should be on {want} alone, is on {marked}"
             ));
         }
+    }
+
+    for v in axe(c).await {
+        wrong.push(format!("{at}: axe: {v}"));
     }
 
     // The page names an icon that loads (so the browser does not ask for /favicon.ico).
@@ -392,6 +426,67 @@ async fn the_header_shows_whether_live_updates_are_connected() {
         c,
         "the indicator live on the nodes page",
         "document.querySelector('.live-status.is-live')",
+    )
+    .await;
+    b.client.clone().close().await.ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn times_read_relative_with_the_exact_time_on_hover_in_a_remembered_zone() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(b) = browser().await else { return };
+    let app = spawn_app().await;
+    let id = app.create("Work", json!({})).await;
+    finished(&app.worker, id).await;
+    let c = &b.client;
+    log_in(c, &app).await;
+    c.goto(&app.url("/workers")).await.unwrap();
+    until(
+        c,
+        "a relative time",
+        "document.querySelector('td time .rel')",
+    )
+    .await;
+    let t = js(
+        c,
+        "const t = document.querySelector('td time'); return [t.textContent, t.title];",
+    )
+    .await;
+    let (text, title) = (t[0].as_str().unwrap(), t[1].as_str().unwrap());
+    assert!(
+        text == "just now" || text.ends_with(" ago"),
+        "relative: {text:?}"
+    );
+    let year = chrono::Utc::now().format("%Y").to_string();
+    assert!(
+        title.contains(&year) && !title.ends_with(" UTC"),
+        "exact, local: {title:?}"
+    );
+    // The switch shows UTC, and the choice outlives the page.
+    c.find(Locator::Css("[data-tz-switch]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        c,
+        "times in UTC",
+        "document.querySelector('td time').title.endsWith(' UTC')",
+    )
+    .await;
+    c.goto(&app.url("/workers?status=done")).await.unwrap();
+    until(c, "UTC remembered", "document.querySelector('td time') && document.querySelector('td time').title.endsWith(' UTC') && document.querySelector('[data-tz-switch]').getAttribute('aria-pressed') === 'true'").await;
+    c.find(Locator::Css("[data-tz-switch]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        c,
+        "local again",
+        "!document.querySelector('td time').title.endsWith(' UTC')",
     )
     .await;
     b.client.clone().close().await.ok();

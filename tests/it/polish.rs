@@ -11,13 +11,13 @@ use crate::helpers::{Args, finished, wait_for};
 
 /// One server-sent event: its name and data.
 #[derive(Debug, Clone)]
-struct Sse {
-    event: String,
-    data: String,
+pub(crate) struct Sse {
+    pub event: String,
+    pub data: String,
 }
 
 /// Reads `res` until `done` holds for the events so far; panics (naming `what`) after 20 s.
-async fn read_events(
+pub(crate) async fn read_events(
     res: &mut reqwest::Response,
     seen: &mut Vec<Sse>,
     what: &str,
@@ -58,7 +58,7 @@ async fn read_events(
 }
 
 /// Opens an event stream of the admin.
-async fn stream(app: &TestApp, path: &str) -> reqwest::Response {
+pub(crate) async fn stream(app: &TestApp, path: &str) -> reqwest::Response {
     let res = app.client.get(app.url(path)).send().await.unwrap();
     assert_eq!(res.status().as_u16(), 200, "{path}");
     res

@@ -377,16 +377,13 @@ async fn a_viewer_reads_but_cannot_change_anything_and_denials_are_audited() {
         .unwrap();
     let found: serde_json::Value = res.json().await.unwrap();
     assert_eq!(found["jobs"].as_array().unwrap().len(), 0, "{found}");
-    let res = viewer(reqwest::Method::GET, "/workers?q=secret")
+    // Nor by its key: a masked value holds no word to find.
+    let res = viewer(reqwest::Method::GET, "/workers?q=secret%3Ahunter2")
         .send()
         .await
         .unwrap();
     let found: serde_json::Value = res.json().await.unwrap();
-    assert_eq!(
-        found["jobs"].as_array().unwrap().len(),
-        1,
-        "the field name is searchable"
-    );
+    assert_eq!(found["jobs"].as_array().unwrap().len(), 0, "{found}");
     for (m, p) in [
         (reqwest::Method::POST, format!("/workers/{running}/abort")),
         (reqwest::Method::POST, format!("/workers/{waiting}/cancel")),

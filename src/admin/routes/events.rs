@@ -301,10 +301,16 @@ fn list_change_events(change: &ListChange, filter: &JobFilter, prepend: bool) ->
         ListChange::Job { job, row, from } => {
             let matches = (filter.statuses.is_empty() || filter.statuses.contains(&job.status))
                 && (filter.kinds.is_empty() || filter.kinds.contains(&job.job))
-                && filter
-                    .text
-                    .as_deref()
-                    .is_none_or(|t| job.args.to_string().contains(t))
+                && filter.search.as_ref().is_none_or(|s| {
+                    s.matches(
+                        &job.job,
+                        job.status,
+                        &job.queue,
+                        &job.tags,
+                        job.created_at.timestamp_millis(),
+                        &job.args,
+                    )
+                })
                 && filter.queue.as_ref().is_none_or(|q| *q == job.queue)
                 && filter.tag.as_ref().is_none_or(|t| job.tags.contains(t));
             if !matches {

@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::admin::error::WebError;
 use crate::client::Client;
 use crate::state::JobStatus;
-use crate::store::JobFilter;
+use crate::store::{JobFilter, SearchContext, SearchError, SearchQuery};
 use crate::text::{NUL_REFUSED, excerpt, quote, scrub_nul};
 
 /// A job id from the path; anything else is a 404 (no such job).
@@ -224,7 +224,18 @@ pub struct ListSpec {
 }
 
 impl ListQuery {
+    /// The list this query asks for; a search that cannot run is a 422 naming `q`.
     pub fn check(&self, worker: &Client) -> Result<ListSpec, WebError> {
+        let (spec, bad) = self.check_page(worker)?;
+        match bad {
+            Some(e) => Err(WebError::field(StatusCode::UNPROCESSABLE_ENTITY, "q", e.0)),
+            None => Ok(spec),
+        }
+    }
+
+    /// The list this query asks for and, apart, why its search cannot run: then the list holds
+    /// no search and must not be shown as if it were the answer (the page shows the message).
+    pub fn check_page(&self, worker: &Client) -> Result<(ListSpec, Option<SearchError>), WebError> {
         for (name, value) in [
             ("status", &self.status),
             ("job", &self.job),
@@ -292,12 +303,23 @@ impl ListQuery {
             .filter(|s| !s.is_empty());
         let queue = self.queue_filter()?;
         let tag = self.tag_filter()?;
-        Ok(ListSpec {
+        let (search, bad) = match q.as_deref() {
+            None => (None, None),
+            Some(text) => {
+                let kinds = worker.kinds();
+                let ctx = SearchContext::of_kinds(kinds.iter());
+                match SearchQuery::parse(text, &ctx, chrono::Utc::now()) {
+                    Ok(s) => (Some(s), None),
+                    Err(e) => (None, Some(e)),
+                }
+            }
+        };
+        let spec = ListSpec {
             tab: tab.to_owned(),
             filter: JobFilter {
                 statuses,
                 kinds,
-                text: q.clone(),
+                search,
                 queue: queue.clone(),
                 tag: tag.clone(),
             },
@@ -307,7 +329,8 @@ impl ListQuery {
             q,
             queue,
             tag,
-        })
+        };
+        Ok((spec, bad))
     }
 
     /// `queue=NAME`: a name a queue may have, else a 400 naming `queue`.

@@ -47,7 +47,23 @@ pub async fn list_jobs(
     WantsJson(json): WantsJson,
     Query(q): Query<ListQuery>,
 ) -> Result<Response> {
-    let spec = q.check(&st.worker)?;
+    let (spec, bad) = q.check_page(&st.worker)?;
+    if let Some(bad) = bad {
+        if json {
+            return Err(WebError::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "q",
+                bad.0,
+            ));
+        }
+        // The page with the message above an empty list: never every job as if they matched.
+        let view = list_view(&st, &spec, vec![], None, (None, 0), Some(bad.0), None);
+        let mut ctx = st.page_ctx(&chrome, Some(&spec.tab)).await;
+        ctx.counts = st.hub.counts_since(tokio::time::Instant::now()).await?;
+        let mut res = views::list::list_page(&ctx, &view).into_response();
+        *res.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+        return Ok(res);
+    }
     let models = st
         .worker
         .store()
@@ -76,31 +92,39 @@ pub async fn list_jobs(
                 .into_response(),
         );
     }
-    let (newer, skipped) = match spec.after {
+    let newer = match spec.after {
         Some(after) => {
             let (newer, skipped) = newer_page(&st, &spec.filter, after).await?;
             (Some(newer), skipped)
         }
         None => (None, 0),
     };
-    let kinds = st.worker.kinds();
-    let mut groups: Vec<String> = kinds.iter().map(|k| k.group_name().to_owned()).collect();
-    groups.dedup();
     let bulk = if chrome_may_change(&chrome) && !jobs.is_empty() {
-        Some(
-            matching(
-                &st,
-                &spec,
-                &counts,
-                jobs.len(),
-                more || spec.after.is_some(),
-            )
-            .await?,
-        )
+        let paged = more || spec.after.is_some();
+        Some(matching(&st, &spec, &counts, jobs.len(), paged).await?)
     } else {
         None
     };
-    let view = ListView {
+    let view = list_view(&st, &spec, jobs, next, newer, None, bulk);
+    let mut ctx = st.page_ctx(&chrome, Some(&spec.tab)).await;
+    ctx.counts = counts;
+    Ok(views::list::list_page(&ctx, &view).into_response())
+}
+
+/// The list page's view of `jobs` under `spec`.
+fn list_view(
+    st: &AdminState,
+    spec: &input::ListSpec,
+    jobs: Vec<Job>,
+    next: Option<i64>,
+    (newer, skipped): (Option<Option<i64>>, u64),
+    error: Option<String>,
+    bulk: Option<Option<u64>>,
+) -> ListView {
+    let kinds = st.worker.kinds();
+    let mut groups: Vec<String> = kinds.iter().map(|k| k.group_name().to_owned()).collect();
+    groups.dedup();
+    ListView {
         bulk,
         tab: spec.tab.clone(),
         jobs,
@@ -119,10 +143,8 @@ pub async fn list_jobs(
             .collect(),
         groups,
         query: spec.query(),
-    };
-    let mut ctx = st.page_ctx(&chrome, Some(&spec.tab)).await;
-    ctx.counts = counts;
-    Ok(views::list::list_page(&ctx, &view).into_response())
+        error,
+    }
 }
 
 /// Whether the viewer may change jobs (an operator): they get the bulk bar.
@@ -164,47 +186,11 @@ async fn matching(
 /// (`None`: the first page), and how many jobs of the list come before it (up to the cap). The
 /// same keyset as the pages themselves: ids from `after` up, never an offset.
 async fn newer_page(st: &AdminState, filter: &JobFilter, after: i64) -> Result<(Option<i64>, u64)> {
-    use sea_orm::sea_query::{Expr, Query as Select};
-    use sea_orm::{
-        ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    };
-
-    use crate::entity::job as entity;
-
     let store = st.worker.store();
-    let db = store.reader();
-    let newer = filter.condition().add(entity::Column::Id.gte(after));
     // Newest first, the page before this one starts below the (PAGE_SIZE + 1)th newer job.
-    let ids: Vec<i64> = entity::Entity::find()
-        .select_only()
-        .column(entity::Column::Id)
-        .filter(newer.clone())
-        .order_by_asc(entity::Column::Id)
-        .limit(PAGE_SIZE + 1)
-        .into_tuple()
-        .all(db)
-        .await
-        .map_err(Error::from)?;
+    let ids = store.list_ids_from(filter, after, PAGE_SIZE + 1).await?;
     let cursor = ids.get(PAGE_SIZE as usize).copied();
-    let capped = Select::select()
-        .expr(Expr::val(1))
-        .from(entity::Entity)
-        .cond_where(newer)
-        .limit(crate::store::COUNT_CAP + 1)
-        .to_owned();
-    let count = Select::select()
-        .expr(Expr::cust("COUNT(*)"))
-        .from_subquery(capped, "capped")
-        .to_owned();
-    let skipped = db
-        .query_one(&count)
-        .await
-        .map_err(Error::from)?
-        .map(|r| r.try_get_by_index::<i64>(0))
-        .transpose()
-        .map_err(Error::from)?
-        .unwrap_or(0)
-        .max(0) as u64;
+    let skipped = store.count_capped_from(filter, after).await?;
     Ok((cursor, skipped))
 }
 
@@ -854,13 +840,15 @@ fn form_args(
         .filter(|s| !s.is_empty())
     {
         None => None,
-        Some(raw) => match schema_form::parse_time(raw, form.get("tz_offset")) {
-            Some(t) => Some(t),
-            None => {
-                errors.insert("schedule_at".into(), NOT_A_TIME.into());
-                None
+        Some(raw) => {
+            match schema_form::parse_time(raw, schema_form::offset_of(form, "schedule_at")) {
+                Some(t) => Some(t),
+                None => {
+                    errors.insert("schedule_at".into(), NOT_A_TIME.into());
+                    None
+                }
             }
-        },
+        }
     };
     match args {
         Some(args) if errors.is_empty() => Ok((args, at)),

@@ -13,7 +13,7 @@ fn csrf(ctx: &PageCtx) -> Markup {
 
 fn role_select(current: &str) -> Markup {
     html! {
-        select name="role" {
+        select name="role" aria-label="Role" {
             @for r in Role::ALL {
                 option value=(r.as_str()) selected[r.as_str() == current] { (r.as_str()) }
             }
@@ -29,7 +29,7 @@ pub fn operators_page(ctx: &PageCtx, ops: &[operator::Model], error: Option<&str
         None,
         html! {
             div class="page-head" { h1 { "Operators" } }
-            div class="table-wrap" {
+            div class="table-wrap" tabindex="0" {
                 table {
                     thead { tr { th { "Name" } th { "Role" } th { "State" } th { "Password" } th {} } }
                     tbody {
@@ -116,7 +116,7 @@ pub fn tokens_page(
                     p class="muted small" { "Use it as " code { "Authorization: Bearer …" } "; it acts with " (who) "'s role." }
                 }
             }
-            div class="table-wrap" {
+            div class="table-wrap" tabindex="0" {
                 table {
                     thead { tr { th { "ID" } th { "Name" } th { "Operator" } th { "Created" } th { "Last used" } th { "State" } } }
                     tbody {
@@ -171,7 +171,7 @@ pub fn audit_page(ctx: &PageCtx, rows: &[audit::Model], f: &Filter) -> Markup {
                 label { span { "Target" } input type="search" name="target" value=[f.target.as_deref()] placeholder="job:42"; }
                 button type="submit" { "Filter" }
             }
-            div class="table-wrap" {
+            div class="table-wrap" tabindex="0" {
                 table {
                     thead { tr { th { "When" } th { "Who" } th { "From" } th { "Action" } th { "Target" } th { "Outcome" } th { "Detail" } } }
                     tbody {

@@ -68,7 +68,7 @@ pub fn job_page(ctx: &PageCtx, view: &JobView) -> Markup {
                     @if job.log_dropped > 0 {
                         p class="muted small" { (job.log_dropped) " older lines were dropped." }
                     }
-                    div class="console" {
+                    div class="console" tabindex="0" {
                         div id="job-log" sse-swap="log" hx-swap="beforeend" {
                             @for line in &view.log { (log_line(line.at, &line.line)) }
                         }
@@ -77,7 +77,7 @@ pub fn job_page(ctx: &PageCtx, view: &JobView) -> Markup {
                 section class="card" {
                     h2 { "Results" }
                     (results_summary(base, view))
-                    div class="table-wrap" {
+                    div class="table-wrap" tabindex="0" {
                         table class="results" {
                             tbody id="job-results" sse-swap="result" hx-swap="beforeend" {
                                 @for row in &view.results { (result_row(row)) }
@@ -215,7 +215,7 @@ pub fn status_panel(base: &str, job: &Job, ctx: Option<&PageCtx>) -> Markup {
                 @if retry {
                     p class="muted small" { "Attempt " (job.attempt) " failed:" }
                 }
-                pre class="error-text" { (err) }
+                pre class="error-text" tabindex="0" { (err) }
             }
             dl class="times" {
                 dt { "Created" } dd { (time(Some(job.created_at))) }
@@ -386,7 +386,7 @@ fn attempts(attempts: &[job_attempt::Model]) -> Markup {
         return html! { p class="muted" { "Not started yet." } };
     }
     html! {
-        div class="table-wrap" {
+        div class="table-wrap" tabindex="0" {
             table class="attempts" {
                 thead { tr { th { "#" } th { "Node" } th { "Started" } th { "Finished" } th { "Outcome" } th { "Error" } } }
                 tbody {
@@ -397,7 +397,7 @@ fn attempts(attempts: &[job_attempt::Model]) -> Markup {
                             td { (time(Some(crate::clock::to_datetime(a.started_at)))) }
                             td { (time(a.finished_at.map(crate::clock::to_datetime))) }
                             td { (a.outcome.as_deref().unwrap_or("running")) }
-                            td { @if let Some(e) = &a.error { pre class="error-text small" { (e) } } }
+                            td { @if let Some(e) = &a.error { pre class="error-text small" tabindex="0" { (e) } } }
                         }
                     }
                 }
@@ -408,7 +408,7 @@ fn attempts(attempts: &[job_attempt::Model]) -> Markup {
 
 fn history(rows: &[crate::entity::audit::Model]) -> Markup {
     html! {
-        div class="table-wrap" {
+        div class="table-wrap" tabindex="0" {
             table {
                 thead { tr { th { "When" } th { "Who" } th { "Action" } th { "Outcome" } } }
                 tbody {

@@ -74,6 +74,9 @@ pub fn page(ctx: &PageCtx, title: &str, live: Option<&str>, body: Markup) -> Mar
                         span class="live-text sr-only" {}
                     }
                     span class="spacer" {}
+                    // The page script shows times in the operator's zone or in UTC; this
+                    // switches (kept in a cookie). Without the script times stay in UTC.
+                    button type="button" class="link tz-switch" data-tz-switch aria-pressed="false" { "Times: UTC" }
                     @if ctx.may(crate::role::Role::Operator) {
                         a class="button primary" href={ (base) "/workers/new" } { "New job" }
                     }

@@ -37,6 +37,8 @@ pub struct ListView {
     /// The bulk bar, for an operator when the list has jobs: how many jobs match the filter
     /// (`None`: more than the count's cap).
     pub bulk: Option<Option<u64>>,
+    /// Why the search cannot run (shown above an empty list).
+    pub error: Option<String>,
 }
 
 /// The tabs' titles, and the extra filters reachable from All Jobs.
@@ -67,9 +69,9 @@ pub fn list_page(ctx: &PageCtx, view: &ListView) -> Markup {
                 h1 { (tab_title(&view.tab)) }
                 @if view.tab == "all" || view.tab == "killed" || view.tab == "cancelled" {
                     div class="chips" {
-                        a href={ (base) "/workers?status=all" } class=[(view.tab == "all").then_some("active")] { "Any state" }
-                        a href={ (base) "/workers?status=killed" } class=[(view.tab == "killed").then_some("active")] { "Killed" }
-                        a href={ (base) "/workers?status=cancelled" } class=[(view.tab == "cancelled").then_some("active")] { "Cancelled" }
+                        a href={ (base) "/workers?status=all" } class=[(view.tab == "all").then_some("active")] aria-current=[(view.tab == "all").then_some("page")] { "Any state" }
+                        a href={ (base) "/workers?status=killed" } class=[(view.tab == "killed").then_some("active")] aria-current=[(view.tab == "killed").then_some("page")] { "Killed" }
+                        a href={ (base) "/workers?status=cancelled" } class=[(view.tab == "cancelled").then_some("active")] aria-current=[(view.tab == "cancelled").then_some("page")] { "Cancelled" }
                     }
                 }
             }
@@ -99,10 +101,19 @@ pub fn list_page(ctx: &PageCtx, view: &ListView) -> Markup {
                     }
                 }
                 label class="grow" {
-                    span { "Arguments contain" }
-                    input type="search" name="q" value=[view.q.as_deref()] placeholder="text in the arguments";
+                    span { "Search" }
+                    input type="search" name="q" value=[view.q.as_deref()]
+                        placeholder="customer_id:42 alice state:done after:2026-11-01"
+                        aria-describedby="q-help" aria-invalid=[view.error.as_ref().map(|_| "true")];
                 }
                 button type="submit" { "Filter" }
+                p id="q-help" class="small muted help" {
+                    "Words in argument values; key:value for one argument; \"quoted phrases\"; "
+                    "kind:, state:, queue:, tag:, after:, before: (a date, a UTC date-time or an age: 2h, 7d)."
+                }
+            }
+            @if let Some(msg) = &view.error {
+                p class="form-error" role="alert" { "Search: " (msg) }
             }
             @if let Some(matching) = view.bulk {
                 (super::bulk::bulk_bar(ctx, &view.tab, &filter_pairs(view), matching))
@@ -243,7 +254,7 @@ fn pager(base: &str, view: &ListView) -> Markup {
 /// The jobs; `selectable`: with the bulk bar's checkboxes shown.
 pub fn jobs_table(base: &str, jobs: &[Job], selectable: bool) -> Markup {
     html! {
-        div class="table-wrap" {
+        div class="table-wrap" tabindex="0" {
             table class={ "jobs" @if selectable { " selectable" } } {
                 thead {
                     tr {

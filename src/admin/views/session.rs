@@ -2,6 +2,7 @@
 use maud::{DOCTYPE, Markup, html};
 
 use crate::admin::extract::Chrome;
+use crate::admin::routes::assets::ICON;
 
 fn bare(chrome: &Chrome, title: &str, body: Markup) -> Markup {
     let base = &chrome.base;
@@ -15,6 +16,8 @@ fn bare(chrome: &Chrome, title: &str, body: Markup) -> Markup {
                     meta name="csrf-token" content=(token);
                 }
                 title { (title) " · Nightshift" }
+                // Without it the browser asks for /favicon.ico, a 404 on every visit.
+                link rel="icon" type="image/svg+xml" href={ (base) "/assets/" (ICON) };
                 link rel="stylesheet" href={ (base) "/assets/nightshift.css" };
             }
             body class="bare" {
