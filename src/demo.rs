@@ -85,7 +85,11 @@ pub fn register(worker: &Worker) -> crate::Result<()> {
             .group("Mail")
             .schedulable(),
     )?;
-    worker.register(JobKind::new("Import Products", import_products).group("Catalog"))?;
+    worker.register(
+        JobKind::new("Import Products", import_products)
+            .group("Catalog")
+            .result_columns(["SKU", "Name", "Price"]),
+    )?;
     worker.register(
         JobKind::new("Flaky Report", flaky_report)
             .group("Reports")
@@ -131,12 +135,6 @@ async fn send_newsletter(_args: SendNewsletter, ctx: JobContext) -> anyhow::Resu
 
 async fn import_products(args: ImportProducts, ctx: JobContext) -> anyhow::Result<()> {
     let rows = args.rows.clamp(1, 10_000);
-    ctx.add_result_row(vec![
-        ResultCell::ok("SKU"),
-        ResultCell::ok("Name"),
-        ResultCell::ok("Price"),
-    ])
-    .await?;
     for i in 1..=rows {
         if ctx.is_cancelled() {
             return Ok(());

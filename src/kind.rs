@@ -137,6 +137,8 @@ pub struct JobKind {
     pub(crate) handler: Option<ErasedHandler>,
     /// Argument fields whose values make a job's uniqueness key (empty: none).
     pub(crate) unique_by: Arc<Vec<String>>,
+    /// The names of its result rows' columns, the results table's header (empty: none).
+    pub(crate) result_columns: Arc<Vec<String>>,
     validator: ErasedValidator,
 }
 
@@ -209,6 +211,7 @@ impl JobKind {
             secrets: Arc::new(secrets),
             handler: None,
             unique_by: Arc::new(Vec::new()),
+            result_columns: Arc::new(Vec::new()),
             validator: Arc::new(|v| parse_args::<A>(v.clone()).map(|_| ())),
         }
     }
@@ -285,6 +288,28 @@ impl JobKind {
     pub fn label(mut self, label: impl Into<String>) -> Self {
         self.label = Some(label.into());
         self
+    }
+
+    /// Names the columns of its result rows ([`JobContext::add_result_row`]): the admin shows
+    /// them as the results table's header, so a handler adds data rows only.
+    ///
+    /// ```
+    /// # #[derive(serde::Deserialize, schemars::JsonSchema)] struct Args {}
+    /// let kind = nightshift::JobKind::declare::<Args>("import").result_columns(["SKU", "Price"]);
+    /// assert_eq!(kind.columns(), ["SKU", "Price"]);
+    /// ```
+    pub fn result_columns<I, S>(mut self, columns: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.result_columns = Arc::new(columns.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The names of its result columns (empty: none named).
+    pub fn columns(&self) -> &[String] {
+        &self.result_columns
     }
 
     /// The label shown in the admin: the one set, else the name.

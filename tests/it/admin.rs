@@ -320,8 +320,9 @@ async fn job_detail_json_has_log_results_and_attempts_and_masks_secrets() {
     assert_eq!(job.status, JobStatus::Exception, "row 7 has an error");
     let (status, body) = app.get_json(&format!("/workers/{rows}")).await;
     assert_eq!(status, 200);
-    assert_eq!(body["results"].as_array().unwrap().len(), 9);
-    assert_eq!(body["results"][7][2]["error"], "price must be positive");
+    // Data rows only: the kind names its columns.
+    assert_eq!(body["results"].as_array().unwrap().len(), 8);
+    assert_eq!(body["results"][6][2]["error"], "price must be positive");
     assert_eq!(body["attempts"][0]["outcome"], "error_rows");
     assert!(
         body["log"]

@@ -484,3 +484,24 @@ fn tag_with(html: &str, needle: &str) -> String {
     let end = at + html[at..].find('>').unwrap();
     html[start..=end].to_owned()
 }
+
+/// A kind that names its result columns gets a real header (`<thead>`), and its rows are data
+/// only: the demo import no longer adds its header as a first row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_result_columns_are_the_results_header() {
+    let app = spawn_app().await;
+    let id = app.create("Import Products", json!({"rows": 2})).await;
+    assert_eq!(finished(&app.worker, id).await.status, JobStatus::Done);
+    let (_, page) = app.get_html(&format!("/workers/{id}")).await;
+    assert!(
+        page.contains(
+            "<thead><tr><th scope=\"col\">SKU</th><th scope=\"col\">Name</th><th scope=\"col\">Price</th></tr></thead>"
+        ),
+        "{page}"
+    );
+    let (_, body) = app.get_json(&format!("/workers/{id}")).await;
+    assert_eq!(body["result_columns"], json!(["SKU", "Name", "Price"]));
+    let rows = body["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{body}");
+    assert_eq!(rows[0][0]["value"], "SKU-0001", "{body}");
+}

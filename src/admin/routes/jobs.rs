@@ -555,6 +555,9 @@ fn job_json(view: &JobView) -> Value {
             })
             .collect();
         map.insert("log".into(), Value::Array(log));
+        if let Some(kind) = view.kind.as_ref().filter(|k| !k.columns().is_empty()) {
+            map.insert("result_columns".into(), serde_json::json!(kind.columns()));
+        }
         map.insert(
             "results".into(),
             serde_json::to_value(&view.results).unwrap_or_default(),

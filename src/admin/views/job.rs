@@ -79,6 +79,9 @@ pub fn job_page(ctx: &PageCtx, view: &JobView) -> Markup {
                     (results_summary(base, view))
                     div class="table-wrap" tabindex="0" {
                         table class="results" {
+                            @if let Some(kind) = view.kind.as_ref().filter(|k| !k.columns().is_empty()) {
+                                thead { tr { @for c in kind.columns() { th scope="col" { (c) } } } }
+                            }
                             tbody id="job-results" sse-swap="result" hx-swap="beforeend" {
                                 @for row in &view.results { (result_row(row)) }
                             }
