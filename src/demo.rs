@@ -188,7 +188,11 @@ async fn long_export(args: LongExport, ctx: JobContext) -> anyhow::Result<()> {
             ctx.log(format!("Checkpoint at chunk {s}")).await?;
         }
     }
-    ctx.set_progress_text(format!("Done: /exports/export-{}.{ext}", ctx.job_id()))
-        .await?;
+    // A file name, not a path: the demo writes no file, and a path would be a link to nowhere.
+    ctx.set_progress_text(format!(
+        "Done: {steps} chunks written to export-{}.{ext}",
+        ctx.job_id()
+    ))
+    .await?;
     Ok(())
 }
