@@ -1,6 +1,6 @@
 //! Text that crosses a boundary: what the engine stores for a handler (never a NUL, which
-//! PostgreSQL refuses in text), what a refusal may echo of its input (a short excerpt), and where
-//! a NUL hides in a JSON value.
+//! PostgreSQL refuses in text), what a refusal may echo of its input (a short excerpt), where
+//! a NUL hides in a JSON value, and a value put into a URL.
 //!
 //! Internal helpers of the engine and the admin: nothing here is public API.
 use std::borrow::Cow;
@@ -102,6 +102,21 @@ pub(crate) fn nul_path(v: &Value, prefix: &str) -> Option<String> {
         }),
         _ => None,
     }
+}
+
+/// Percent-encodes `s` for a URL's query value or path segment: every byte but the unreserved
+/// ones (`A–Z a–z 0–9 - _ . ~`).
+pub(crate) fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -262,23 +262,9 @@ fn link(tab: &str, filters: &[(&str, &str)]) -> String {
     pairs.extend_from_slice(filters);
     let query: Vec<String> = pairs
         .iter()
-        .map(|(k, v)| format!("{k}={}", encode(v)))
+        .map(|(k, v)| format!("{k}={}", crate::text::percent_encode(v)))
         .collect();
     format!("/workers?{}", query.join("&"))
-}
-
-/// Percent-encodes a query value (kind and queue names are mostly safe already).
-fn encode(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

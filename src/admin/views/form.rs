@@ -53,7 +53,7 @@ pub fn new_job_page(
                         ul class="kinds" {
                             @for k in members {
                                 li {
-                                    a href={ (base) "/workers/new?job=" (urlencode(k.name())) } { (k.display_label()) }
+                                    a href={ (base) "/workers/new?job=" (crate::text::percent_encode(k.name())) } { (k.display_label()) }
                                     @if k.is_schedulable() { span class="muted small" { " schedulable" } }
                                 }
                             }
@@ -265,19 +265,6 @@ fn default_text(v: &serde_json::Value) -> String {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
     }
-}
-
-fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -154,7 +154,11 @@ fn action(ctx: &PageCtx, q: &QueueInfo) -> Markup {
             ),
         )
     };
-    let target = format!("{}/queues/{}/{verb}", ctx.base, path_segment(&q.name));
+    let target = format!(
+        "{}/queues/{}/{verb}",
+        ctx.base,
+        crate::text::percent_encode(&q.name)
+    );
     html! {
         form method="post" action=(target) hx-post=(target) hx-confirm=(confirm) class="inline" {
             input type="hidden" name="_csrf" value=(ctx.csrf.as_deref().unwrap_or_default()) data-csrf;
@@ -201,21 +205,6 @@ pub fn waited(seconds: i64) -> String {
     } else {
         format!("{} d {} h", s / 86_400, (s / 3600) % 24)
     }
-}
-
-/// A queue name as one path segment. Names are letters, digits, `-`, `_`, `.` and `:`, all
-/// safe in a path; anything else is percent-encoded all the same.
-fn path_segment(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for b in name.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b':' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
