@@ -10,45 +10,12 @@ use nightshift::JobStatus;
 use serde_json::json;
 
 use crate::app::{TestApp, spawn_app, spawn_app_at};
-use crate::chromium::{self, Browser, ONE_AT_A_TIME};
+use crate::chromium::{self, Browser, ONE_AT_A_TIME, click, log_in, until};
 use crate::helpers::{finished, wait_for};
 
 /// The browser of these tests.
 async fn browser() -> Option<Browser> {
     chromium::open("1280,1000", &[]).await
-}
-
-/// Polls `cond` in the page (a JS expression) until it is true.
-async fn until(c: &Client, what: &str, js: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let v = c
-            .execute(&format!("return !!({js});"), vec![])
-            .await
-            .unwrap();
-        if v == json!(true) {
-            return;
-        }
-        if tokio::time::Instant::now() > deadline {
-            // The main content, where what is waited for lives (the head is the same on
-            // every page).
-            let main = c
-                .execute(
-                    "return (document.querySelector('main') || document.body).outerHTML;",
-                    vec![],
-                )
-                .await
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            let end = main.char_indices().nth(6000).map_or(main.len(), |(i, _)| i);
-            panic!(
-                "timed out waiting for {what} ({js});\nmain: {}",
-                &main[..end]
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn text(c: &Client, js: &str) -> String {
@@ -68,46 +35,6 @@ async fn accept_confirm(c: &Client) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("no confirm dialog appeared");
-}
-
-/// Logs in through the login page as the test app's admin.
-async fn log_in(c: &Client, app: &TestApp) {
-    c.goto(&app.url("/workers")).await.unwrap();
-    until(
-        c,
-        "the login page",
-        "document.querySelector('input[name=password]')",
-    )
-    .await;
-    c.find(Locator::Css("[name=name]"))
-        .await
-        .unwrap()
-        .send_keys("admin")
-        .await
-        .unwrap();
-    c.find(Locator::Css("[name=password]"))
-        .await
-        .unwrap()
-        .send_keys(crate::app::ADMIN_PASSWORD)
-        .await
-        .unwrap();
-    click(c, "button[type=submit]").await;
-    until(c, "the job list", "document.querySelector('table.jobs')").await;
-}
-
-/// Clicks the element `css` finds; found again when a live swap replaced it in between (the
-/// job page's status panel is swapped whole by its stream: a stale element, under load).
-async fn click(c: &Client, css: &str) {
-    for attempt in 0.. {
-        let res = c.find(Locator::Css(css)).await.unwrap().click().await;
-        match res {
-            Ok(_) => return,
-            Err(e) if attempt < 5 && format!("{e:?}").contains("StaleElementReference") => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("click {css}: {e:?}"),
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,15 +1,13 @@
 //! Bulk actions (`POST /workers/bulk`): by filter and by ids, previews that only count, the
 //! compare-and-set that leaves jobs that moved on alone, deletion with logs, roles, CSRF, the
 //! audit entry with its count, bad input named, and the list page's bar in a real browser.
-use std::time::Duration;
 
-use fantoccini::{Client, Locator};
 use nightshift::{JobStatus, Role};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
 use crate::app::{ADMIN_PASSWORD, TestApp, csrf_in, signed_in, spawn_app, spawn_app_on};
-use crate::chromium::{self, ONE_AT_A_TIME};
+use crate::chromium::{self, ONE_AT_A_TIME, click, until};
 use crate::helpers::{both_databases, finished, wait_for};
 
 /// A queue no node of the test app serves: jobs put on it wait.
@@ -371,33 +369,6 @@ async fn the_list_bar_previews_confirms_and_flashes() {
     app.worker.shutdown().await;
 }
 
-async fn until(c: &Client, what: &str, js: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let v = c
-            .execute(&format!("return !!({js});"), vec![])
-            .await
-            .unwrap();
-        if v == json!(true) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what} ({js})"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-}
-
 /// In Chromium, at phone width: tick two rows, choose Cancel, confirm; the flash says so and
 /// the rows show the jobs cancelled; the page never scrolls sideways.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -411,27 +382,7 @@ async fn select_rows_confirm_and_see_them_cancelled_in_a_browser() {
     let kept = create_on(&app, "Work", json!({}), HELD).await;
     let z = create_on(&app, "Work", json!({}), HELD).await;
     let c = &b.client;
-    c.goto(&app.url("/workers?status=new")).await.unwrap();
-    until(
-        c,
-        "the login page",
-        "document.querySelector('input[name=password]')",
-    )
-    .await;
-    c.find(Locator::Css("[name=name]"))
-        .await
-        .unwrap()
-        .send_keys("admin")
-        .await
-        .unwrap();
-    c.find(Locator::Css("[name=password]"))
-        .await
-        .unwrap()
-        .send_keys(ADMIN_PASSWORD)
-        .await
-        .unwrap();
-    click(c, "button[type=submit]").await;
-    until(c, "the bulk bar", "document.querySelector('#bulk')").await;
+    chromium::log_in_to(c, &app, "/workers?status=new", "the bulk bar", "#bulk").await;
     let wide = "document.documentElement.scrollWidth > document.documentElement.clientWidth";
     assert_eq!(
         c.execute(&format!("return {wide};"), vec![]).await.unwrap(),

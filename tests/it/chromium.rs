@@ -6,7 +6,9 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::{Client, ClientBuilder, Locator};
+
+use crate::app::TestApp;
 use serde_json::json;
 
 /// Chromium is heavy on a 2-core machine: one browser test at a time.
@@ -94,4 +96,83 @@ pub async fn open(window: &str, extra: &[&str]) -> Option<Browser> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     panic!("could not start a Chromium session: {last_err:?}");
+}
+
+/// Polls `cond` in the page (a JS expression) until it is true.
+pub async fn until(c: &Client, what: &str, js: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = c
+            .execute(&format!("return !!({js});"), vec![])
+            .await
+            .unwrap();
+        if v == json!(true) {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            // The main content, where what is waited for lives (the head is the same on
+            // every page).
+            let main = c
+                .execute(
+                    "return (document.querySelector('main') || document.body).outerHTML;",
+                    vec![],
+                )
+                .await
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let end = main.char_indices().nth(6000).map_or(main.len(), |(i, _)| i);
+            panic!(
+                "timed out waiting for {what} ({js});\nmain: {}",
+                &main[..end]
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Clicks the element `css` finds; found again when a live swap replaced it in between (the
+/// job page's status panel is swapped whole by its stream: a stale element, under load).
+pub async fn click(c: &Client, css: &str) {
+    for attempt in 0.. {
+        let res = c.find(Locator::Css(css)).await.unwrap().click().await;
+        match res {
+            Ok(_) => return,
+            Err(e) if attempt < 5 && format!("{e:?}").contains("StaleElementReference") => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("click {css}: {e:?}"),
+        }
+    }
+}
+
+/// Logs in through the login page as the test app's admin, starting at `path`, and waits for
+/// `landed` (a CSS selector) on the page it leads to, `what` in a failure.
+pub async fn log_in_to(c: &Client, app: &TestApp, path: &str, what: &str, landed: &str) {
+    c.goto(&app.url(path)).await.unwrap();
+    until(
+        c,
+        "the login page",
+        "document.querySelector('input[name=password]')",
+    )
+    .await;
+    c.find(Locator::Css("[name=name]"))
+        .await
+        .unwrap()
+        .send_keys("admin")
+        .await
+        .unwrap();
+    c.find(Locator::Css("[name=password]"))
+        .await
+        .unwrap()
+        .send_keys(crate::app::ADMIN_PASSWORD)
+        .await
+        .unwrap();
+    click(c, "button[type=submit]").await;
+    until(c, what, &format!("document.querySelector('{landed}')")).await;
+}
+
+/// Logs in as the test app's admin, landing on the job list.
+pub async fn log_in(c: &Client, app: &TestApp) {
+    log_in_to(c, app, "/workers", "the job list", "table.jobs").await;
 }

@@ -422,24 +422,8 @@ async fn the_dashboard_draws_and_refreshes_in_a_browser() {
     form.set_by_name("name", "admin").await.unwrap();
     form.set_by_name("password", ADMIN_PASSWORD).await.unwrap();
     form.submit().await.unwrap();
-    let until = |what: &'static str, js: &'static str| async move {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let v = c
-                .execute(&format!("return !!({js});"), vec![])
-                .await
-                .unwrap();
-            if v == json!(true) {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
-    until(
+    crate::chromium::until(
+        c,
         "the dashboard",
         "document.querySelector('#dashboard svg.chart')",
     )
@@ -486,7 +470,8 @@ async fn the_dashboard_draws_and_refreshes_in_a_browser() {
     assert_eq!(before, json!("29"), "24 + 3 + 1 + 1 finished: {before}");
     let id = app.create("Ping", json!({})).await;
     finished(&app.worker, id).await;
-    until(
+    crate::chromium::until(
+        c,
         "the panel refreshed",
         "document.querySelector('.chart-summary .num').textContent === '30' \
          && document.body.dataset.notReloaded === '1'",
@@ -497,7 +482,8 @@ async fn the_dashboard_draws_and_refreshes_in_a_browser() {
         // have counted it, so the charts have a shape.
         history(&app).await;
         c.refresh().await.unwrap();
-        until(
+        crate::chromium::until(
+            c,
             "the dashboard again",
             "document.querySelector('#dashboard svg.chart')",
         )

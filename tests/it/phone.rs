@@ -16,7 +16,7 @@ use nightshift::{JobContext, JobKind, JobStatus};
 use serde_json::{Value, json};
 
 use crate::app::{TestApp, spawn_app};
-use crate::chromium::{self, Browser, ONE_AT_A_TIME};
+use crate::chromium::{self, Browser, ONE_AT_A_TIME, log_in, until};
 use crate::helpers::{finished, wait_for};
 
 /// A wide window; the tests narrow it to a phone's where they check one.
@@ -38,60 +38,8 @@ fn screenshots() -> Option<&'static str> {
     }
 }
 
-/// Polls `js` (an expression) in the page until it is true.
-async fn until(c: &Client, what: &str, js: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let v = c
-            .execute(&format!("return !!({js});"), vec![])
-            .await
-            .unwrap();
-        if v == json!(true) {
-            return;
-        }
-        if tokio::time::Instant::now() > deadline {
-            let src = c.source().await.unwrap_or_default();
-            panic!(
-                "timed out waiting for {what} ({js});\npage: {}",
-                &src[..src.len().min(4000)]
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn js(c: &Client, script: &str) -> Value {
     c.execute(script, vec![]).await.unwrap()
-}
-
-/// Logs in through the login page as the test app's admin.
-async fn log_in(c: &Client, app: &TestApp) {
-    c.goto(&app.url("/workers")).await.unwrap();
-    until(
-        c,
-        "the login page",
-        "document.querySelector('input[name=password]')",
-    )
-    .await;
-    c.find(Locator::Css("[name=name]"))
-        .await
-        .unwrap()
-        .send_keys("admin")
-        .await
-        .unwrap();
-    c.find(Locator::Css("[name=password]"))
-        .await
-        .unwrap()
-        .send_keys(crate::app::ADMIN_PASSWORD)
-        .await
-        .unwrap();
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    until(c, "the job list", "document.querySelector('table.jobs')").await;
 }
 
 /// How wide the page is against the viewport, and what sticks out of it (elements whose right
