@@ -59,6 +59,24 @@ pub fn columns(prefix: &str) -> Vec<String> {
     (0..BUCKETS).map(|i| format!("{prefix}{i}")).collect()
 }
 
+/// The summed columns of a `nightshift_stats` row, in the order its statements list them: the
+/// counts, the summed times, then the run and wait histograms.
+pub fn stat_columns() -> Vec<String> {
+    [
+        "done",
+        "failed",
+        "retried",
+        "cancelled",
+        "run_ms",
+        "wait_ms",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .chain(columns("run_b"))
+    .chain(columns("wait_b"))
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

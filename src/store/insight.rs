@@ -8,7 +8,7 @@ use sea_orm::{ConnectionTrait, QueryResult};
 use super::*;
 use crate::error::Result;
 use crate::insight::health::{self, Facts, NodeFacts};
-use crate::insight::histogram::{BUCKETS, Buckets, columns};
+use crate::insight::histogram::{BUCKETS, Buckets, stat_columns};
 use crate::insight::{
     Charts, DAY_POINTS, DAY_STEP_MINUTES, Dashboard, HOUR_POINTS, KindTimes, Percentiles, Series,
 };
@@ -54,21 +54,11 @@ impl StatSum {
 
 /// `CAST(SUM(c) AS BIGINT)` for each column (PostgreSQL sums a BIGINT as NUMERIC).
 fn sums() -> String {
-    [
-        "done",
-        "failed",
-        "retried",
-        "cancelled",
-        "run_ms",
-        "wait_ms",
-    ]
-    .into_iter()
-    .map(str::to_owned)
-    .chain(columns("run_b"))
-    .chain(columns("wait_b"))
-    .map(|c| format!("CAST(SUM({c}) AS BIGINT)"))
-    .collect::<Vec<_>>()
-    .join(", ")
+    stat_columns()
+        .into_iter()
+        .map(|c| format!("CAST(SUM({c}) AS BIGINT)"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A row of `SELECT queue, kind, {sums()}`.

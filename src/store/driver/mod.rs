@@ -218,7 +218,7 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
     /// Adds finished attempts to the per-minute counts and their histograms (`rows` sorted by
     /// key, so that completers on several nodes lock them in one order).
     fn add_stats(&self, rows: &[StatRow]) -> Statement {
-        use crate::insight::histogram::{BUCKETS, columns};
+        use crate::insight::histogram::{BUCKETS, stat_columns};
         let per_row = 9 + 2 * BUCKETS;
         let mut values: Vec<Value> = Vec::with_capacity(rows.len() * per_row);
         for r in rows {
@@ -236,19 +236,7 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
             values.extend(r.run.iter().chain(&r.wait).map(|n| Value::from(*n as i32)));
         }
         let s = "nightshift_stats";
-        let added: Vec<String> = [
-            "done",
-            "failed",
-            "retried",
-            "cancelled",
-            "run_ms",
-            "wait_ms",
-        ]
-        .into_iter()
-        .map(str::to_owned)
-        .chain(columns("run_b"))
-        .chain(columns("wait_b"))
-        .collect();
+        let added = stat_columns();
         let row = format!("({})", vec!["?"; per_row].join(", "));
         let sql = format!(
             "INSERT INTO {s} (minute, queue, kind, {}) VALUES {} \
