@@ -28,8 +28,14 @@ fn stat_columns() -> Vec<(String, bool)> {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        // One column per statement: SQLite alters one at a time.
+        // One column per statement: SQLite alters one at a time. A column already there is
+        // skipped: on SQLite these statements are not one transaction, and a process killed
+        // half-way (the first start of a node, stopped at once) left some added, the migration
+        // unrecorded, and every later start failing on "duplicate column".
         for (name, big) in stat_columns() {
+            if manager.has_column("nightshift_stats", &name).await? {
+                continue;
+            }
             let mut col = ColumnDef::new(Alias::new(name));
             if big {
                 col.big_integer();
@@ -44,6 +50,9 @@ impl MigrationTrait for Migration {
                         .to_owned(),
                 )
                 .await?;
+        }
+        if manager.has_column("nightshift_nodes", "kinds").await? {
+            return Ok(());
         }
         manager
             .alter_table(

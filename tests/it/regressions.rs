@@ -301,3 +301,22 @@ async fn an_enqueue_only_process_learns_the_clock() {
     );
     runner.shutdown().await;
 }
+
+/// A node killed during its first start's migrations (SQLite runs a migration's statements
+/// outside one transaction) left the histogram columns added but the migration unrecorded; every
+/// later start then failed on "duplicate column name". Such a migration is now applied again
+/// over what is there.
+#[tokio::test]
+async fn a_migration_half_applied_by_a_killed_process_completes_on_the_next_start() {
+    use sea_orm::ConnectionTrait;
+    let db = temp_db();
+    let conn = nightshift::store::connect(&db.url).await.unwrap();
+    conn.execute_unprepared(
+        "DELETE FROM nightshift_migrations WHERE version = 'm20261230_000001_stats_histograms'",
+    )
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    let again = nightshift::store::connect(&db.url).await;
+    assert!(again.is_ok(), "{:?}", again.err());
+}
