@@ -1,7 +1,8 @@
 //! Every admin page in a real headless Chromium at a phone's width (390 × 844) and at a wide
 //! desktop (1400 × 900): no page scrolls sideways (a wide table may scroll inside its own box),
 //! the Errors tab's table fits at 1400 px even with a 2,000-character error, every page has a
-//! skip link, an icon that loads and `aria-current` on the active tab, and going from page to
+//! skip link, an icon that loads and `aria-current` on the active tab, axe-core finds nothing
+//! serious in the light or the dark scheme (login page included), and going from page to
 //! page never waits for a connection held by the live streams of the pages left. The header's
 //! live indicator follows the streams, without console errors.
 //!
@@ -234,6 +235,30 @@ async fn check(c: &Client, app: &TestApp, p: &Page, width: u32) -> Vec<String> {
     wrong
 }
 
+/// Checks the login page (no operator yet) at the current window size.
+async fn check_login(c: &Client, app: &TestApp, width: u32) -> Vec<String> {
+    let mut wrong = Vec::new();
+    c.goto(&app.url("/login")).await.unwrap();
+    until(
+        c,
+        "the login page",
+        "document.readyState === 'complete' && document.querySelector('input[name=password]')",
+    )
+    .await;
+    let at = format!("/login at {width} px");
+    let m = js(c, MEASURE).await;
+    if m["scrollWidth"].as_i64() > m["clientWidth"].as_i64() {
+        wrong.push(format!(
+            "{at}: the page is wider than its viewport; sticking out: {}",
+            m["culprits"]
+        ));
+    }
+    for v in axe(c).await {
+        wrong.push(format!("{at}: axe: {v}"));
+    }
+    wrong
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_fits_a_phone_and_a_wide_screen() {
     let _one = ONE_AT_A_TIME.lock().await;
@@ -286,6 +311,12 @@ async fn every_page_fits_a_phone_and_a_wide_screen() {
     let job = finished(&app.worker, import).await;
     assert_eq!(job.status, JobStatus::Exception, "rows with errors");
 
+    let mut wrong = Vec::new();
+    // The login page, before logging in: the first page anyone sees.
+    for (width, height) in [(390, 844), (1400, 900)] {
+        c.set_window_size(width, height).await.unwrap();
+        wrong.extend(check_login(c, &app, width).await);
+    }
     log_in(c, &app).await;
 
     let mut pages = Vec::new();
@@ -312,16 +343,42 @@ async fn every_page_fits_a_phone_and_a_wide_screen() {
         page("/audit", Some("/audit"), false),
     ]);
 
-    let mut wrong = Vec::new();
     for (width, height) in [(390, 844), (1400, 900)] {
         c.set_window_size(width, height).await.unwrap();
         for p in &pages {
             wrong.extend(check(c, &app, p, width).await);
         }
     }
+    b.client.clone().close().await.ok();
+
+    // The dark scheme (`prefers-color-scheme: dark`): its own colours, so its own contrast. At
+    // a phone's width, where the most is wrapped and stacked.
+    let dark = chromium::open("1400,900", &["--force-dark-mode"])
+        .await
+        .expect("a browser opened once opens twice");
+    let d = &dark.client;
+    // Narrowed once open (a window opened narrower than 500 px stays 500 wide).
+    d.set_window_size(390, 844).await.unwrap();
+    d.goto(&app.url("/login")).await.unwrap();
+    until(d, "the login page", "document.readyState === 'complete'").await;
+    assert_eq!(
+        js(
+            d,
+            "return matchMedia('(prefers-color-scheme: dark)').matches;"
+        )
+        .await,
+        json!(true),
+        "the browser for the dark scheme prefers it"
+    );
+    let tagged = |v: Vec<String>| v.into_iter().map(|w| format!("dark: {w}"));
+    wrong.extend(tagged(check_login(d, &app, 390).await));
+    log_in(d, &app).await;
+    for p in &pages {
+        wrong.extend(tagged(check(d, &app, p, 390).await));
+    }
+    dark.client.clone().close().await.ok();
     // It may have ended already (a slow machine): only stop it.
     app.worker.abort(running, "tests").await.ok();
-    b.client.clone().close().await.ok();
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
