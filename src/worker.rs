@@ -223,6 +223,7 @@ impl WorkerBuilder {
             queues: self.queues,
             inflight: Mutex::default(),
             queue_states: RwLock::default(),
+            claiming_since: Mutex::new(None),
         };
         Ok(Worker {
             client: Client {

@@ -1,5 +1,6 @@
 //! Maintenance: this node's heartbeat (which renews its lease), aborts asked on other nodes,
-//! and the rescue of jobs whose worker died.
+//! the rescue of jobs whose worker died, and of jobs this node holds in the database but not in
+//! memory (stranded).
 //!
 //! A node is dead when its heartbeat has been older than `node_timeout` (on the database's
 //! clock) for two rounds running, seen by a node that was itself connected all along — or, to
@@ -8,6 +9,14 @@
 //! stopped its own jobs before that (see `lease`), so its late writes change nothing. One node
 //! per round does the rescuing. A lost job is retried if it has attempts left, and otherwise
 //! ends in `exception` with "worker lost". Nothing stays `running` for ever.
+//!
+//! Stranded: a claim whose commit succeeded but whose answer was lost (a dropped connection)
+//! leaves jobs `running` under this live node that nothing here runs; so does a panic between
+//! claim and completion. Each round compares the jobs the database says run here with the
+//! registry, which holds every job from its claim until its completion is queued; a job in the
+//! database alone, claimed before any claim still in flight, is rescued like a dead node's. Its
+//! completion queues behind any completion of that attempt, so a late real outcome lands
+//! first and the rescue then changes nothing (compare-and-set on the attempt).
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -19,6 +28,10 @@ use super::completer::WriteOp;
 use super::registry::StopReason;
 use crate::state::JobStatus;
 use crate::store::Completion;
+
+/// A job claimed this recently is never taken for stranded: room for this node's clock being
+/// corrected between the claim (which stamps `started_at`) and the check.
+const STRANDED_GRACE_MS: i64 = 10_000;
 
 /// A heartbeat slower than this does not correct the clock's offset.
 const MAX_CLOCK_SAMPLE: std::time::Duration = std::time::Duration::from_millis(250);
@@ -123,6 +136,7 @@ pub(crate) async fn once(
             .stop(job_id, StopReason::Abort { by, at: now });
     }
     end_unwritten(shared).await;
+    rescue_stranded(shared).await?;
     let Some(turn) = shared.store.rescue_turn().await? else {
         // Another node does this round's rescue.
         return Ok(());
@@ -130,7 +144,7 @@ pub(crate) async fn once(
     reap_dead_nodes(shared, db_now, round.reap_silent, suspects).await?;
     let orphans = shared.store.orphans(&turn).await?;
     turn.commit().await?;
-    rescue(shared, orphans);
+    rescue(shared, orphans, "worker lost");
     // Per-minute counts are kept for the charts' longest span. A failure here must not stop
     // the rounds (the reaping of dead nodes waits for rounds that succeed).
     if let Err(e) = shared
@@ -191,10 +205,56 @@ async fn reap_dead_nodes(
     Ok(())
 }
 
-fn rescue(shared: &Shared, orphans: Vec<crate::entity::job::Model>) {
+/// Rescues the jobs the database says run here that this node does not hold (see the module
+/// doc).
+async fn rescue_stranded(shared: &Shared) -> crate::Result<()> {
+    // Read before the jobs: a claim in flight now has stamped (or will stamp) its jobs no
+    // earlier than it began, so they fall outside the cut-off.
+    let in_flight = *shared
+        .claiming_since
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let mut before = shared.clock.now() - STRANDED_GRACE_MS;
+    if let Some(since) = in_flight {
+        before = before.min(since);
+    }
+    let held: Vec<_> = shared
+        .store
+        .running_on(&shared.node.id, before)
+        .await?
+        .into_iter()
+        // Looked up after the read: a job that left the registry since has its completion
+        // queued ahead of the rescue's.
+        .filter(|job| !shared.registry.holds(job.id))
+        .collect();
+    // Outcomes the completer could not store are ended by `end_unwritten`, with their error.
+    let unwritten: std::collections::HashSet<i64> = shared
+        .unwritten
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(c, _)| c.job_id)
+        .collect();
+    let held: Vec<_> = held
+        .into_iter()
+        .filter(|job| !unwritten.contains(&job.id))
+        .collect();
+    if !held.is_empty() {
+        tracing::warn!(
+            count = held.len(),
+            "jobs marked running on this node that it does not run (a claim's answer lost?)"
+        );
+    }
+    rescue(shared, held, "lost by its node");
+    Ok(())
+}
+
+/// Ends the attempts of `orphans` (retried if attempts are left), saying `why` ("worker
+/// lost"), through the completer.
+fn rescue(shared: &Shared, orphans: Vec<crate::entity::job::Model>, why: &str) {
     for job in orphans {
         let node = job.locked_by.clone().unwrap_or_default();
-        tracing::warn!(job_id = job.id, %node, "rescuing a job whose worker was lost");
+        tracing::warn!(job_id = job.id, %node, "rescuing a job: {why}");
         let (status, run_at) = if job.attempt < job.max_attempts {
             (JobStatus::New, Some(shared.clock.now()))
         } else {
@@ -206,13 +266,15 @@ fn rescue(shared: &Shared, orphans: Vec<crate::entity::job::Model>) {
             job_id: job.id,
             attempt: job.attempt,
             status,
-            error: Some(format!("worker lost (node {node})")),
+            error: Some(format!("{why} (node {node})")),
             run_at,
             due_at: Some(job.run_at),
             outcome: "lost",
             refund_attempt: false,
             log: Some(format!(
-                "Worker lost (node {node}) during attempt {}",
+                "{}{} (node {node}) during attempt {}",
+                why[..1].to_uppercase(),
+                &why[1..],
                 job.attempt
             )),
             at: shared.clock.now(),

@@ -125,6 +125,10 @@ pub(crate) struct Shared {
     pub inflight: Mutex<HashMap<String, usize>>,
     /// What this node last read of the queues' shared state (paused, global limits).
     pub queue_states: RwLock<QueueStates>,
+    /// When the claim in flight began (this process's clock), `None` between claims: its jobs
+    /// are `running` in the database before they are in the registry, so maintenance does not
+    /// take them for stranded.
+    pub claiming_since: Mutex<Option<i64>>,
 }
 
 /// The queues' shared state as this node last read it: the claim checks pauses itself; this
@@ -248,6 +252,14 @@ impl Shared {
     pub fn take_slot(&self, queue: &str) {
         let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
         *map.entry(queue.to_owned()).or_default() += 1;
+    }
+
+    /// Marks a claim in flight since `now` (`None`: its jobs, if any, are registered).
+    pub fn set_claiming(&self, now: Option<i64>) {
+        *self
+            .claiming_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = now;
     }
 
     /// A job of `queue` claimed here was completed or given back.

@@ -77,6 +77,11 @@ impl Registry {
         self.lock().len()
     }
 
+    /// Whether a job is held here (buffered, running or stopping), its completion not queued.
+    pub fn holds(&self, job_id: i64) -> bool {
+        self.lock().contains_key(&job_id)
+    }
+
     /// Whether a job runs here and has not been told to stop yet.
     pub fn is_running(&self, job_id: i64) -> bool {
         self.lock()

@@ -106,6 +106,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             let asked = room.min(CLAIM_BATCH);
             let queues = queue_rooms(&shared, asked, &dry);
             let now = shared.clock.now();
+            shared.set_claiming(Some(now));
             let stage = known_due.is_some_and(|due| due <= now)
                 || last_staged.is_none_or(|at| at.elapsed() >= STAGE_EVERY);
             match shared
@@ -140,12 +141,15 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                         shared.registry.signal(job.id);
                         ready.push_back((Instant::now(), job));
                     }
+                    shared.set_claiming(None);
                     if any {
                         // Start them; refill if the buffer runs low.
                         continue;
                     }
                 }
                 Err(e) => {
+                    // Its jobs, if it took any, are stranded: maintenance gives them back.
+                    shared.set_claiming(None);
                     tracing::error!("claiming jobs failed: {e}");
                     sleep_or_stop(&shared, Instant::now() + Duration::from_secs(1)).await;
                     continue;
@@ -277,11 +281,11 @@ async fn refresh_queue_states(shared: &Shared) {
     }
 }
 
-/// Gives claimed jobs that never started back to the queue, their attempt refunded.
+/// Gives claimed jobs that never started back to the queue, their attempt refunded. Each
+/// leaves the registry only once its completion is queued (maintenance takes a `running` job
+/// of this node that is in neither for stranded).
 async fn give_back(shared: &Shared, ready: &mut VecDeque<(Instant, job::Model)>) {
     for (_, job) in ready.drain(..) {
-        shared.registry.remove(job.id);
-        shared.release_slot(&job.queue);
         let completion = Completion {
             job_id: job.id,
             attempt: job.attempt,
@@ -304,6 +308,8 @@ async fn give_back(shared: &Shared, ready: &mut VecDeque<(Instant, job::Model)>)
         {
             tracing::error!(job_id = job.id, "completer gone; the job will be rescued");
         }
+        shared.registry.remove(job.id);
+        shared.release_slot(&job.queue);
     }
 }
 

@@ -115,6 +115,20 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?)
     }
 
+    /// Jobs `running` or `aborting` under `node` that started before `before`: what this node
+    /// holds, to compare with what it knows it holds (see `maintenance`).
+    pub(crate) async fn running_on(&self, node: &str, before: i64) -> Result<Vec<job::Model>> {
+        Ok(job::Entity::find()
+            .filter(job::Column::LockedBy.eq(node))
+            .filter(
+                job::Column::Status
+                    .is_in([JobStatus::Running.as_str(), JobStatus::Aborting.as_str()]),
+            )
+            .filter(job::Column::StartedAt.lt(before))
+            .all(&self.read)
+            .await?)
+    }
+
     /// Jobs marked `aborting` that `node` runs (an abort may be asked on another node).
     pub(crate) async fn aborting_on(&self, node: &str) -> Result<Vec<(i64, Option<String>)>> {
         let rows = job::Entity::find()

@@ -249,6 +249,56 @@ both_databases! {
         .await;
         worker.shutdown().await;
     }
+
+    async fn a_job_left_running_under_a_live_node_that_does_not_run_it_is_run_again(db: TestDb) {
+        let worker = builder(&db).build().await.unwrap();
+        let runs = register(&worker);
+        let later = chrono::Utc::now() + chrono::Duration::hours(1);
+        let lost = worker.schedule_dynamic("Work", &json!({}), later).await.unwrap();
+        worker.start().await.unwrap();
+        // A job that runs here, a long one, stamped as claimed a minute ago: it is held, so
+        // it is left alone however old its claim looks.
+        let held = worker.enqueue_dynamic("Work", &json!({"ms": 2500})).await.unwrap();
+        wait_for(&worker, held, "running", |j| j.status == JobStatus::Running).await;
+        let node = worker.node_id().to_owned();
+        let minute_ago = chrono::Utc::now().timestamp_millis() - 60_000;
+        let conn = worker.store().connection();
+        conn.execute_unprepared(&format!(
+            "UPDATE nightshift_jobs SET started_at = {minute_ago} WHERE id = {held}"
+        ))
+        .await
+        .unwrap();
+        // What a claim whose commit succeeded but whose answer was lost leaves behind: the job
+        // `running` under this live node, which never heard of it.
+        conn.execute_unprepared(&format!(
+            "UPDATE nightshift_jobs SET status = 'running', attempt = 1, locked_by = '{node}', \
+             started_at = {minute_ago} WHERE id = {lost}"
+        ))
+        .await
+        .unwrap();
+        conn.execute_unprepared(&format!(
+            "INSERT INTO nightshift_job_attempts (job_id, attempt, node, started_at) \
+             VALUES ({lost}, 1, '{node}', {minute_ago})"
+        ))
+        .await
+        .unwrap();
+        let job = finished(&worker, lost).await;
+        assert_eq!(job.status, JobStatus::Done, "{job:?}");
+        assert_eq!(job.attempt, 2, "attempt 1 was lost, attempt 2 ran");
+        assert_eq!(runs.count(lost), 1);
+        let attempts = worker.attempts(lost).await.unwrap();
+        let first = attempts.iter().find(|a| a.attempt == 1).expect("attempt 1 recorded");
+        assert_eq!(first.outcome.as_deref(), Some("lost"));
+        assert!(
+            first.error.as_deref().is_some_and(|e| e.contains("lost by its node")),
+            "{first:?}"
+        );
+        // Many rounds saw the held job meanwhile: it ran once, to its end, as attempt 1.
+        let job = finished(&worker, held).await;
+        assert_eq!((job.status, job.attempt), (JobStatus::Done, 1), "{job:?}");
+        assert_eq!(runs.count(held), 1);
+        worker.shutdown().await;
+    }
 }
 
 /// SQLite only: a caller's transaction holding the database's write lock for longer than the
