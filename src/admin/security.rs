@@ -50,6 +50,8 @@ pub const CSRF_COOKIE: &str = "nightshift_csrf";
 pub const OPERATOR_ID: &str = "operator_id";
 pub const LOGIN_AT: &str = "login_at";
 pub const CSRF: &str = "csrf";
+/// When the session was last saved for activity (see `session_operator`).
+pub const SEEN_AT: &str = "seen_at";
 
 /// The bearer token, if any. The scheme is case-insensitive (RFC 9110).
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -237,6 +239,20 @@ async fn session_operator(
             return Ok(None);
         }
     };
+    // The idle timeout counts from the session's last save, so an active operator's session
+    // is saved again now and then (at most once per a quarter of the timeout, and a minute):
+    // never logged out mid-work, never a write per request.
+    let seen: Option<i64> = session.get(SEEN_AT).await.map_err(store_error)?;
+    let every = (opts.idle_timeout / 4).min(std::time::Duration::from_secs(60));
+    if seen
+        .or(login_at)
+        .is_none_or(|t| now_ms() - t >= every.as_millis() as i64)
+    {
+        session
+            .insert(SEEN_AT, now_ms())
+            .await
+            .map_err(store_error)?;
+    }
     let token = session.get::<String>(CSRF).await.map_err(store_error)?;
     Ok(Some((
         Operator {

@@ -49,11 +49,25 @@ pub async fn spawn_app_on(url: &str) -> TestApp {
     spawn_with(db, "", true).await
 }
 
+/// The admin at the root with the built-in login set up as `opts` says.
+pub async fn spawn_app_with_sessions(opts: nightshift::auth::SessionOptions) -> TestApp {
+    spawn_with_auth(temp_db(), "", true, nightshift::auth::Auth::Sessions(opts)).await
+}
+
 async fn spawn(prefix: &str, run_jobs: bool) -> TestApp {
     spawn_with(temp_db(), prefix, run_jobs).await
 }
 
 async fn spawn_with(db: TestDb, prefix: &str, run_jobs: bool) -> TestApp {
+    spawn_with_auth(db, prefix, run_jobs, nightshift::auth::Auth::sessions()).await
+}
+
+async fn spawn_with_auth(
+    db: TestDb,
+    prefix: &str,
+    run_jobs: bool,
+    auth: nightshift::auth::Auth,
+) -> TestApp {
     let worker = builder(&db)
         .grace_period(Duration::from_millis(500))
         .build()
@@ -70,7 +84,7 @@ async fn spawn_with(db: TestDb, prefix: &str, run_jobs: bool) -> TestApp {
         .await
         .unwrap();
     let (token, _) = accounts.create_token("admin", "tests").await.unwrap();
-    let admin = nightshift::admin::router(worker.clone(), nightshift::auth::Auth::sessions());
+    let admin = nightshift::admin::router(worker.clone(), auth);
     let app: axum::Router = if prefix.is_empty() {
         admin
     } else {

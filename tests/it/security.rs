@@ -2,7 +2,7 @@
 use nightshift::{JobStatus, Role};
 use serde_json::json;
 
-use crate::app::{ADMIN_PASSWORD, TestApp, csrf_in, spawn_app};
+use crate::app::{ADMIN_PASSWORD, TestApp, csrf_in, spawn_app, spawn_app_with_sessions};
 
 /// A browser-like client with its own cookie jar.
 fn browser_client() -> reqwest::Client {
@@ -150,6 +150,47 @@ async fn without_a_login_no_route_gives_data() {
             .status()
             .as_u16(),
         200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_stays_while_its_operator_works_and_ends_once_they_stop() {
+    let idle = std::time::Duration::from_secs(4);
+    let app = spawn_app_with_sessions(nightshift::auth::SessionOptions {
+        idle_timeout: idle,
+        ..Default::default()
+    })
+    .await;
+    let c = browser_client();
+    assert_eq!(
+        log_in(&app, &c, "admin", ADMIN_PASSWORD)
+            .await
+            .status()
+            .as_u16(),
+        303
+    );
+    let list = |c: &reqwest::Client| {
+        let url = app.url("/workers");
+        let c = c.clone();
+        async move { c.get(url).send().await.unwrap().status().as_u16() }
+    };
+    // Working past the idle timeout since login, a request a second: still signed in.
+    let started = std::time::Instant::now();
+    while started.elapsed() < idle + idle / 2 {
+        assert_eq!(
+            list(&c).await,
+            200,
+            "signed out mid-work after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    // Gone for longer than the idle timeout: signed out.
+    tokio::time::sleep(idle + std::time::Duration::from_secs(1)).await;
+    assert_eq!(
+        list(&c).await,
+        303,
+        "still signed in after {idle:?} without a request"
     );
 }
 
