@@ -61,6 +61,18 @@
       t.title = exact;
       t.setAttribute("aria-label", relative(d) + ", " + exact);
     });
+    // Moments on the charts ("14:05 UTC", "Mon 14:05 UTC"), served in UTC.
+    root.querySelectorAll("[data-at]").forEach(function (el) {
+      var d = new Date(el.getAttribute("data-at"));
+      if (isNaN(d)) { return; }
+      var zone = utc ? { timeZone: "UTC" } : {};
+      var text = pad(utc ? d.getUTCHours() : d.getHours()) + ":" +
+        pad(utc ? d.getUTCMinutes() : d.getMinutes());
+      if (el.getAttribute("data-format") === "weekday-time") {
+        text = d.toLocaleDateString("en", Object.assign({ weekday: "short" }, zone)) + " " + text;
+      }
+      el.textContent = text + (utc ? " UTC" : "") + (el.getAttribute("data-rest") || "");
+    });
     root.querySelectorAll("[data-tz-switch]").forEach(function (b) {
       b.textContent = utc ? "Times: UTC" : "Times: local";
       b.setAttribute("aria-pressed", utc ? "true" : "false");

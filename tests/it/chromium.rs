@@ -31,6 +31,12 @@ impl Drop for Browser {
 /// with `extra` arguments; `None` (the test passes, saying so) without a chromedriver unless
 /// `NIGHTSHIFT_REQUIRE_BROWSER=1`. Hold [`ONE_AT_A_TIME`] while it runs.
 pub async fn open(window: &str, extra: &[&str]) -> Option<Browser> {
+    open_in_zone(window, extra, None).await
+}
+
+/// [`open`], the browser's local time zone `zone` (e.g. `"Asia/Kolkata"`) instead of the
+/// machine's.
+pub async fn open_in_zone(window: &str, extra: &[&str], zone: Option<&str>) -> Option<Browser> {
     let driver_bin = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists());
@@ -47,7 +53,12 @@ pub async fn open(window: &str, extra: &[&str]) -> Option<Browser> {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let driver = Command::new(driver_bin)
+    let mut driver = Command::new(driver_bin);
+    if let Some(zone) = zone {
+        // Chromium, started by the driver, inherits it.
+        driver.env("TZ", zone);
+    }
+    let driver = driver
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())

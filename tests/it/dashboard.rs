@@ -390,7 +390,8 @@ async fn the_dashboard_draws_and_refreshes_in_a_browser() {
     // `NIGHTSHIFT_SCREENSHOTS=dark`: the picture in the dark scheme.
     let dark = std::env::var("NIGHTSHIFT_SCREENSHOTS").as_deref() == Ok("dark");
     let scheme: &[&str] = if dark { &["--force-dark-mode"] } else { &[] };
-    let Some(b) = chromium::open("1400,900", scheme).await else {
+    // In India (UTC+05:30, no summer time): local and UTC differ by half an hour too.
+    let Some(b) = chromium::open_in_zone("1400,900", scheme, Some("Asia/Kolkata")).await else {
         return;
     };
     let app = spawn_app().await;
@@ -456,6 +457,52 @@ async fn the_dashboard_draws_and_refreshes_in_a_browser() {
     assert!(drawn["ranges"].as_i64() >= Some(6), "{drawn}");
     assert_eq!(drawn["wide"], false, "{drawn}");
     assert_eq!(drawn["signals"], 1, "the queue nobody serves: {drawn}");
+    // The charts' moments in the operator's zone (local by default), and in UTC once switched.
+    let moments = || async {
+        c.execute(
+            "return Array.from(document.querySelectorAll('#dashboard [data-at]'))
+               .map(e => [e.getAttribute('data-at'), e.getAttribute('data-format'), e.textContent]);",
+            vec![],
+        )
+        .await
+        .unwrap()
+    };
+    let check = |found: &Value, utc: bool| {
+        let found = found.as_array().unwrap();
+        assert!(
+            found.len() > 100,
+            "every bar and both ends of each axis: {found:?}"
+        );
+        for m in found {
+            let at = chrono::DateTime::parse_from_rfc3339(m[0].as_str().unwrap()).unwrap();
+            let shown = if utc {
+                at.with_timezone(&chrono::Utc).fixed_offset()
+            } else {
+                at.with_timezone(&chrono::FixedOffset::east_opt(5 * 3600 + 1800).unwrap())
+            };
+            let mut want = shown.format("%H:%M").to_string();
+            if m[1] == "weekday-time" {
+                want = format!("{} {want}", shown.format("%a"));
+            }
+            if utc {
+                want.push_str(" UTC");
+            }
+            let text = m[2].as_str().unwrap();
+            assert!(
+                text == want || text.starts_with(&format!("{want}: ")),
+                "{text:?} should say {want:?} (utc: {utc})"
+            );
+        }
+    };
+    check(&moments().await, false);
+    crate::chromium::click(c, "[data-tz-switch]").await;
+    crate::chromium::until(
+        c,
+        "times in UTC",
+        "document.querySelector('#dashboard text.axis[data-at]').textContent.endsWith(' UTC')",
+    )
+    .await;
+    check(&moments().await, true);
     // A job that finishes now shows up in the summary without a reload.
     c.execute("document.body.dataset.notReloaded = '1';", vec![])
         .await

@@ -138,7 +138,13 @@ async fn check(c: &Client, app: &TestApp, p: &Page, width: u32) -> Vec<String> {
     }
     // Let the page script localize times (their width changes) and htmx settle.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    if let Some(scheme) = screenshots() {
+    if screenshots().is_some() {
+        let dark = js(
+            c,
+            "return matchMedia('(prefers-color-scheme: dark)').matches;",
+        )
+        .await;
+        let scheme = if dark == json!(true) { "dark" } else { "light" };
         let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("phone");
         std::fs::create_dir_all(&dir).unwrap();
         let name: String = p
@@ -312,6 +318,19 @@ async fn every_page_fits_a_phone_and_a_wide_screen() {
     assert_eq!(job.status, JobStatus::Exception, "rows with errors");
 
     let mut wrong = Vec::new();
+    c.goto(&app.url("/login")).await.unwrap();
+    until(c, "the login page", "document.readyState === 'complete'").await;
+    if screenshots() != Some("dark") {
+        assert_eq!(
+            js(
+                c,
+                "return matchMedia('(prefers-color-scheme: dark)').matches;"
+            )
+            .await,
+            json!(false),
+            "the first browser shows the light scheme"
+        );
+    }
     // The login page, before logging in: the first page anyone sees.
     for (width, height) in [(390, 844), (1400, 900)] {
         c.set_window_size(width, height).await.unwrap();

@@ -2,9 +2,34 @@
 //! stacked bars of counts over time, and a duration's percentiles on a log scale. Each chart is
 //! one image to assistive technology, labelled with what it says in words; colours come from
 //! the stylesheet's variables, so both colour schemes read.
+use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 
 use crate::insight::Percentiles;
+
+/// A moment written on a chart: in UTC as served, rewritten by the page script in the zone the
+/// operator chose (the header's UTC/local switch), as the pages' `<time>` elements are.
+#[derive(Debug, Clone, Copy)]
+pub struct Stamp {
+    pub at: DateTime<Utc>,
+    /// With the weekday ("Mon 14:05"), or the clock alone ("14:05").
+    pub weekday: bool,
+}
+
+impl Stamp {
+    fn utc_text(&self) -> String {
+        let format = if self.weekday { "%a %H:%M" } else { "%H:%M" };
+        format!("{} UTC", self.at.format(format))
+    }
+
+    fn iso(&self) -> String {
+        self.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }
+
+    fn format(&self) -> &'static str {
+        if self.weekday { "weekday-time" } else { "time" }
+    }
+}
 
 /// Counts as a row of small bars (oldest first) with `label` as the image's name;
 /// `bar_title(i, n)` names each bar (its tooltip).
@@ -31,17 +56,19 @@ pub fn spark(values: &[i64], label: &str, bar_title: impl Fn(usize, i64) -> Stri
     }
 }
 
-/// One bar of a [`stacked`] chart: its parts bottom up, `(count, CSS class)`, and its tooltip.
+/// One bar of a [`stacked`] chart: its parts bottom up, `(count, CSS class)`, and its tooltip:
+/// the bar's moment, then `title` (": 3 done, …").
 #[derive(Debug, Clone)]
 pub struct Bar {
     pub parts: Vec<(i64, &'static str)>,
+    pub at: Stamp,
     pub title: String,
 }
 
 /// Stacked bars over time, scaled to the tallest, with the scale's top (`{max} {unit}`) and the
-/// span's ends written on it. `label` says in words what it shows (the image's name); `from` and
-/// `to` label the ends of the time axis.
-pub fn stacked(label: &str, bars: &[Bar], unit: &str, from: &str, to: &str) -> Markup {
+/// span's ends written on it. `label` says in words what it shows (the image's name); the first
+/// and last bars' moments label the ends of the time axis.
+pub fn stacked(label: &str, bars: &[Bar], unit: &str) -> Markup {
     const W: f64 = 600.0;
     const TOP: f64 = 14.0;
     const PLOT: f64 = 110.0;
@@ -61,7 +88,9 @@ pub fn stacked(label: &str, bars: &[Bar], unit: &str, from: &str, to: &str) -> M
                 @let x = i as f64 * step;
                 // A full-height, see-through hit area carries the tooltip.
                 g {
-                    title { (b.title) }
+                    title data-at=(b.at.iso()) data-format=(b.at.format()) data-rest=(b.title) {
+                        (b.at.utc_text()) (b.title)
+                    }
                     rect class="hit" x=(fmt(x)) y=(TOP) width=(fmt(step)) height=(PLOT) {}
                     @for (class, y, h) in stack(&b.parts, base, PLOT / max as f64) {
                         rect class=(class) x=(fmt(x + gap / 2.0)) y=(fmt(y))
@@ -70,8 +99,12 @@ pub fn stacked(label: &str, bars: &[Bar], unit: &str, from: &str, to: &str) -> M
                 }
             }
             line class="base" x1="0" x2=(W) y1=(base) y2=(base) {}
-            text class="axis" x="2" y=(H - 3.0) { (from) }
-            text class="axis" x=(W - 2.0) y=(H - 3.0) text-anchor="end" { (to) }
+            @if let (Some(first), Some(last)) = (bars.first(), bars.last()) {
+                text class="axis" x="2" y=(H - 3.0) data-at=(first.at.iso())
+                    data-format=(first.at.format()) { (first.at.utc_text()) }
+                text class="axis" x=(W - 2.0) y=(H - 3.0) text-anchor="end" data-at=(last.at.iso())
+                    data-format=(last.at.format()) { (last.at.utc_text()) }
+            }
         }
     }
 }
@@ -144,22 +177,38 @@ mod tests {
 
     #[test]
     fn stacked_bars_scale_to_the_tallest_and_name_themselves() {
+        let at = |minute: u32| Stamp {
+            at: chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 30, 10, minute, 0).unwrap(),
+            weekday: false,
+        };
         let bars = vec![
             Bar {
                 parts: vec![(3, "done"), (1, "failed")],
-                title: "10:00 3 done, 1 failed".into(),
+                at: at(0),
+                title: ": 3 done, 1 failed".into(),
             },
             Bar {
                 parts: vec![(0, "done"), (0, "failed")],
-                title: "10:01 none".into(),
+                at: at(1),
+                title: ": none".into(),
             },
         ];
-        let m = stacked("4 finished <b>", &bars, "a minute", "10:00", "10:01").into_string();
+        let m = stacked("4 finished <b>", &bars, "a minute").into_string();
         assert!(
             m.contains(r#"role="img" aria-label="4 finished &lt;b&gt;""#),
             "{m}"
         );
-        assert!(m.contains("<title>10:00 3 done, 1 failed</title>"), "{m}");
+        // In UTC as served, with the moment for the page script to show in the operator's zone.
+        assert!(
+            m.contains(
+                r#"<title data-at="2026-11-30T10:00:00.000Z" data-format="time" data-rest=": 3 done, 1 failed">10:00 UTC: 3 done, 1 failed</title>"#
+            ),
+            "{m}"
+        );
+        assert!(
+            m.contains(r#"data-at="2026-11-30T10:01:00.000Z" data-format="time">10:01 UTC</text>"#),
+            "the axis ends at the last bar: {m}"
+        );
         // The tallest bar fills the plot: 3 of 4 done from the base up.
         assert!(
             m.contains(r#"class="done" x="1" y="41.5" width="298" height="82.5""#),
@@ -175,7 +224,7 @@ mod tests {
             "an empty bar draws nothing"
         );
         // No data at all still draws the frame.
-        let empty = stacked("nothing", &[], "a minute", "a", "b").into_string();
+        let empty = stacked("nothing", &[], "a minute").into_string();
         assert!(
             empty.contains("<svg") && empty.contains("1 a minute"),
             "{empty}"

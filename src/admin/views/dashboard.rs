@@ -3,7 +3,7 @@
 //! kind's jobs waited and ran (p50, p95, p99), all drawn on the server as SVG.
 use maud::{Markup, html};
 
-use super::chart::{Bar, percentiles, stacked};
+use super::chart::{Bar, Stamp, percentiles, stacked};
 use super::components::thousands;
 use super::layout::{PageCtx, page};
 use crate::insight::{Dashboard, KindTimes, Point, Series, Signal, human_ms};
@@ -33,12 +33,12 @@ pub fn dashboard_panel(base: &str, d: &Dashboard) -> Markup {
             section class="card" aria-labelledby="chart-hour" {
                 h2 id="chart-hour" { "Last hour" span class="muted small" { " · per minute" } }
                 (summary(hour, "in the last hour"))
-                (chart(hour, "minute", "a minute", "%H:%M"))
+                (chart(hour, "minute", "a minute", false))
             }
             section class="card" aria-labelledby="chart-day" {
                 h2 id="chart-day" { "Last 24 hours" span class="muted small" { " · per 15 minutes" } }
                 (summary(day, "in the last 24 hours"))
-                (chart(day, "15 minutes", "per 15 min", "%a %H:%M"))
+                (chart(day, "15 minutes", "per 15 min", true))
             }
             section class="card per-kind" aria-labelledby="kinds" {
                 h2 id="kinds" { "Wait and run time per kind" span class="muted small" { " · last 24 hours" } }
@@ -92,8 +92,8 @@ fn summary(s: &Series, span: &str) -> Markup {
     }
 }
 
-/// Stacked bars of one series, with a legend.
-fn chart(s: &Series, step: &str, unit: &str, time_format: &str) -> Markup {
+/// Stacked bars of one series, with a legend; `weekday`: its moments name their day.
+fn chart(s: &Series, step: &str, unit: &str, weekday: bool) -> Markup {
     let t = s.total();
     let label = format!(
         "Jobs finished per {step}: {} done, {} failed, {} retried, {} cancelled in all",
@@ -109,16 +109,13 @@ fn chart(s: &Series, step: &str, unit: &str, time_format: &str) -> Markup {
                 (p.retried, "retried"),
                 (p.failed, "failed"),
             ],
-            title: point_title(p, time_format),
+            at: Stamp { at: p.at, weekday },
+            title: point_title(p),
         })
         .collect();
-    let at = |p: Option<&Point>| {
-        p.map(|p| format!("{} UTC", p.at.format(time_format)))
-            .unwrap_or_default()
-    };
     html! {
         figure class="chart-box" {
-            (stacked(&label, &bars, unit, &at(s.points.first()), &at(s.points.last())))
+            (stacked(&label, &bars, unit))
             figcaption class="legend small muted" {
                 span class="key done" {} "done "
                 span class="key failed" {} "failed "
@@ -129,13 +126,13 @@ fn chart(s: &Series, step: &str, unit: &str, time_format: &str) -> Markup {
     }
 }
 
-fn point_title(p: &Point, time_format: &str) -> String {
-    let at = p.at.format(time_format);
+/// What a bar's tooltip says after its moment.
+fn point_title(p: &Point) -> String {
     if p.finished() == 0 && p.retried == 0 {
-        return format!("{at} UTC: none");
+        return ": none".to_owned();
     }
     format!(
-        "{at} UTC: {} done, {} failed, {} retried, {} cancelled",
+        ": {} done, {} failed, {} retried, {} cancelled",
         p.done, p.failed, p.retried, p.cancelled
     )
 }
