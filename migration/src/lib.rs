@@ -21,7 +21,7 @@ pub mod search_text;
 ///
 /// ```no_run
 /// # async fn demo(db: &sea_orm_migration::sea_orm::DatabaseConnection) -> Result<(), sea_orm_migration::DbErr> {
-/// use migration::{Migrator, MigratorTrait};
+/// use nightshift_migration::{Migrator, MigratorTrait};
 /// Migrator::up(db, None).await?;
 /// # Ok(()) }
 /// ```
