@@ -503,3 +503,51 @@ async fn jobs_of_a_kind_above_the_operators_role_are_skipped() {
     );
     app.worker.shutdown().await;
 }
+
+/// A long action whose requester goes away (a closed tab, a proxy's timeout) still runs to its
+/// end, and its audit entry is written all the same, saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_whose_request_goes_away_still_ends_and_is_audited() {
+    let app = spawn_app().await;
+    const N: u64 = 20_000;
+    for _ in 0..N / 1_000 {
+        let batch = (0..1_000)
+            .map(|_| nightshift::NewJob::from_value("Work", json!({})).queue(HELD))
+            .collect();
+        app.worker.insert_many(batch).await.unwrap();
+    }
+    let filter = json!({"status": "all", "job": "Work", "queue": HELD});
+    // Hung up on after 20 ms: the action has hardly begun.
+    let gone = app
+        .client
+        .post(app.url("/workers/bulk"))
+        .json(&json!({"action": "cancel", "filter": filter}))
+        .timeout(std::time::Duration::from_millis(20))
+        .send()
+        .await;
+    assert!(gone.is_err(), "the action took less than 20 ms: {gone:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let entries = loop {
+        let entries = audit(&app, "bulk_cancel").await;
+        if !entries.is_empty() {
+            break entries;
+        }
+        assert!(std::time::Instant::now() < deadline, "no audit entry");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let detail = entries[0].detail.clone().unwrap_or_default();
+    assert!(
+        detail.starts_with(&format!("affected {N}, skipped 0; filter ")),
+        "{detail}"
+    );
+    assert!(detail.contains("the request had gone"), "{detail}");
+    assert_eq!(entries[0].outcome, "ok");
+    let (_, body) = app
+        .post_json(
+            "/workers/bulk",
+            &json!({"action": "cancel", "filter": filter, "preview": true}),
+        )
+        .await;
+    assert_eq!(body["count"], 0, "every job was cancelled: {body}");
+    app.worker.shutdown().await;
+}
