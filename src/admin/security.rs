@@ -421,10 +421,28 @@ pub enum AuditNote {
 
 /// Records every state-changing request of a signed-in operator in the audit log, with its
 /// outcome, and every counted sign-in attempt.
+///
+/// A state change runs in a task of its own, to its end and into the log, even when its client
+/// goes away meanwhile (a closed tab, a proxy's timeout): dropped with the connection, a bulk
+/// action over 100,000 jobs stopped between two batches and left no entry.
 pub async fn audit_actions(State(st): State<AdminState>, req: Request, next: Next) -> Response {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(req).await;
     }
+    match tokio::spawn(record_action(st, req, next)).await {
+        Ok(res) => res,
+        Err(e) => {
+            tracing::error!("a state-changing request failed: {e}");
+            super::error::WebError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong on our side; it has been logged.",
+            )
+            .into_response()
+        }
+    }
+}
+
+async fn record_action(st: AdminState, req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let actor = req.extensions().get::<Operator>().map(|o| o.name.clone());

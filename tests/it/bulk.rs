@@ -505,7 +505,7 @@ async fn jobs_of_a_kind_above_the_operators_role_are_skipped() {
 }
 
 /// A long action whose requester goes away (a closed tab, a proxy's timeout) still runs to its
-/// end, and its audit entry is written all the same, saying so.
+/// end, and its audit entry is written all the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_action_whose_request_goes_away_still_ends_and_is_audited() {
     let app = spawn_app().await;
@@ -540,7 +540,6 @@ async fn an_action_whose_request_goes_away_still_ends_and_is_audited() {
         detail.starts_with(&format!("affected {N}, skipped 0; filter ")),
         "{detail}"
     );
-    assert!(detail.contains("the request had gone"), "{detail}");
     assert_eq!(entries[0].outcome, "ok");
     let (_, body) = app
         .post_json(

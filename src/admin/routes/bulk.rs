@@ -3,7 +3,6 @@
 //! page's bar, then a confirmation page, then the list with a flash).
 use std::collections::BTreeMap;
 
-use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,10 +13,8 @@ use crate::admin::AdminState;
 use crate::admin::error::WebError;
 use crate::admin::extract::{Chrome, Operator, wants_json};
 use crate::admin::flash;
-use crate::admin::security::{Address, AuditNote};
+use crate::admin::security::AuditNote;
 use crate::admin::views;
-use crate::auth::audit;
-use crate::bulk::BulkOutcome;
 use crate::role::Role;
 use crate::store::{BulkAction, Selection};
 use crate::text::quote;
@@ -74,7 +71,6 @@ pub async fn bulk(
     State(st): State<AdminState>,
     chrome: Chrome,
     op: Operator,
-    address: Option<Extension<Address>>,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response> {
@@ -109,63 +105,7 @@ pub async fn bulk(
         res.extensions_mut().insert(AuditNote::Skip);
         return Ok(res);
     }
-    let detail = |done: &BulkOutcome| {
-        format!(
-            "affected {}, skipped {}; {}",
-            done.affected,
-            done.skipped,
-            describe(&req.target)
-        )
-    };
-    // In a task of its own: an operator who closes the tab, or a proxy that gives up on a long
-    // action, must not leave it half done. Without anyone to answer, the task writes the audit
-    // entry itself.
-    let (answer, answered) = tokio::sync::oneshot::channel();
-    let entry = audit::Entry {
-        actor: op.name.clone(),
-        address: address.map(|a| a.0.0).unwrap_or_default(),
-        action: format!("bulk_{}", req.action.as_str()),
-        target: None,
-        outcome: String::new(),
-        detail: None,
-    };
-    let (client, action, by, what) = (
-        worker.clone(),
-        req.action,
-        op.name.clone(),
-        describe(&req.target),
-    );
-    tokio::spawn(async move {
-        let out = client.bulk(action, &sel, &by).await;
-        if let Err(out) = answer.send(out) {
-            let (outcome, detail) = match out {
-                Ok(done) => (
-                    "ok".to_owned(),
-                    format!(
-                        "affected {}, skipped {}; {what}",
-                        done.affected, done.skipped
-                    ),
-                ),
-                Err(e) => (format!("error: {e}"), what),
-            };
-            let detail = format!("{detail} (the request had gone before it ended)");
-            audit::record(
-                client.store().connection(),
-                audit::Entry {
-                    outcome,
-                    detail: Some(detail),
-                    ..entry
-                },
-            )
-            .await;
-        }
-    });
-    let done = answered.await.map_err(|_| {
-        WebError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the bulk action stopped without an answer",
-        )
-    })??;
+    let done = worker.bulk(req.action, &sel, &op.name).await?;
     let mut res = if json {
         axum::Json(done).into_response()
     } else {
@@ -174,7 +114,12 @@ pub async fn bulk(
     };
     res.extensions_mut().insert(AuditNote::Action {
         action: format!("bulk_{}", req.action.as_str()),
-        detail: detail(&done),
+        detail: format!(
+            "affected {}, skipped {}; {}",
+            done.affected,
+            done.skipped,
+            describe(&req.target)
+        ),
     });
     Ok(res)
 }
