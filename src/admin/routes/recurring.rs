@@ -487,16 +487,7 @@ pub async fn pause(
     op: Operator,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let id = schedule_id(&id)?;
-    allowed(&st, &op, id).await?;
-    let s = st.worker.pause_recurring(id, &op.name).await?;
-    Ok(acted(
-        json,
-        htmx,
-        &base,
-        &s,
-        &format!("Schedule {} paused.", s.name),
-    ))
+    switch(&st, (&base, htmx, json), &op, &id, Switch::Pause).await
 }
 
 /// `POST /recurring/{id}/resume`.
@@ -508,16 +499,7 @@ pub async fn resume(
     op: Operator,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let id = schedule_id(&id)?;
-    allowed(&st, &op, id).await?;
-    let s = st.worker.resume_recurring(id, &op.name).await?;
-    Ok(acted(
-        json,
-        htmx,
-        &base,
-        &s,
-        &format!("Schedule {} resumed.", s.name),
-    ))
+    switch(&st, (&base, htmx, json), &op, &id, Switch::Resume).await
 }
 
 /// `POST /recurring/{id}/skip`: skips the next tick.
@@ -529,16 +511,41 @@ pub async fn skip(
     op: Operator,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let id = schedule_id(&id)?;
-    allowed(&st, &op, id).await?;
-    let s = st.worker.skip_recurring(id, &op.name).await?;
-    Ok(acted(
-        json,
-        htmx,
-        &base,
-        &s,
-        &format!("Next run of {} skipped.", s.name),
-    ))
+    switch(&st, (&base, htmx, json), &op, &id, Switch::Skip).await
+}
+
+/// What pause, resume and skip change.
+#[derive(Debug, Clone, Copy)]
+enum Switch {
+    Pause,
+    Resume,
+    Skip,
+}
+
+/// Pause, resume or skip schedule `raw_id`, once the operator may act on its kind; answers
+/// with the schedule (JSON) or back to the list with a flash. `(base, htmx, json)`: how the
+/// request came.
+async fn switch(
+    st: &AdminState,
+    (base, htmx, json): (&str, bool, bool),
+    op: &Operator,
+    raw_id: &str,
+    what: Switch,
+) -> Result<Response> {
+    let id = schedule_id(raw_id)?;
+    allowed(st, op, id).await?;
+    let w = &st.worker;
+    let s = match what {
+        Switch::Pause => w.pause_recurring(id, &op.name).await?,
+        Switch::Resume => w.resume_recurring(id, &op.name).await?,
+        Switch::Skip => w.skip_recurring(id, &op.name).await?,
+    };
+    let msg = match what {
+        Switch::Pause => format!("Schedule {} paused.", s.name),
+        Switch::Resume => format!("Schedule {} resumed.", s.name),
+        Switch::Skip => format!("Next run of {} skipped.", s.name),
+    };
+    Ok(acted(json, htmx, base, &s, &msg))
 }
 
 /// `POST /recurring/{id}/run`: a job now (201 with it).
