@@ -224,6 +224,7 @@ impl WorkerBuilder {
             inflight: Mutex::default(),
             queue_states: RwLock::default(),
             claiming_since: Mutex::new(None),
+            failed_claims: Mutex::default(),
         };
         Ok(Worker {
             client: Client {

@@ -41,13 +41,16 @@ enum Ended {
 struct Held {
     shared: Arc<Shared>,
     job_id: i64,
+    /// This run's entry in the registry: once its completion is written, the job may be
+    /// claimed again here, and the next run's entry must stay.
+    signal: StopSignal,
     queue: String,
     permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.shared.registry.remove(self.job_id);
+        self.shared.registry.remove_own(self.job_id, &self.signal);
         self.shared.release_slot(&self.queue);
         // The slot is free before the scheduler is woken to fill it.
         drop(self.permit.take());
@@ -59,6 +62,7 @@ pub(crate) async fn run(shared: Arc<Shared>, job: job::Model, permit: OwnedSemap
     let held = Held {
         shared: shared.clone(),
         job_id: job.id,
+        signal: shared.registry.signal(job.id),
         queue: job.queue.clone(),
         permit: Some(permit),
     };
@@ -373,6 +377,7 @@ fn completion(
         job_id: job.id,
         attempt: job.attempt,
         node: shared.node.id.clone(),
+        started_at: job.started_at,
         status,
         error,
         run_at: None,

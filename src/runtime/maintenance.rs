@@ -245,7 +245,33 @@ async fn rescue_stranded(shared: &Shared) -> crate::Result<()> {
             "jobs marked running on this node that it does not run (a claim's answer lost?)"
         );
     }
-    rescue(shared, held, "lost by its node");
+    // Taken by a claim that failed here: they never ran, and go back untouched.
+    let (never_ran, lost): (Vec<_>, Vec<_>) = {
+        let failed = shared
+            .failed_claims
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        held.into_iter()
+            .partition(|job| job.started_at.is_some_and(|s| failed.contains(&s)))
+    };
+    for job in never_ran {
+        let _ = shared.writer.try_send(WriteOp::Complete(Completion {
+            job_id: job.id,
+            attempt: job.attempt,
+            started_at: job.started_at,
+            node: shared.node.id.clone(),
+            status: JobStatus::New,
+            error: None,
+            // It keeps its place in its queue.
+            run_at: None,
+            due_at: None,
+            outcome: "interrupted",
+            refund_attempt: true,
+            log: None,
+            at: shared.clock.now(),
+        }));
+    }
+    rescue(shared, lost, "lost by its node");
     Ok(())
 }
 
@@ -265,6 +291,7 @@ fn rescue(shared: &Shared, orphans: Vec<crate::entity::job::Model>, why: &str) {
         let _ = shared.writer.try_send(WriteOp::Complete(Completion {
             job_id: job.id,
             attempt: job.attempt,
+            started_at: job.started_at,
             status,
             error: Some(format!("{why} (node {node})")),
             run_at,
@@ -366,5 +393,67 @@ fn process_alive(pid: i64) -> bool {
         ),
         // Gone. Anything else (no permission: `hidepid`) cannot tell, so it counts as alive.
         Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::ConnectionTrait;
+
+    use super::*;
+
+    /// Jobs this node is marked running but does not hold: one taken by a claim that failed
+    /// here goes back untouched (its attempt refunded), one lost some other way ends its
+    /// attempt as lost, and one it holds is left alone.
+    #[tokio::test]
+    async fn stranded_jobs_go_back_refunded_only_if_their_claim_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let worker = crate::Worker::builder()
+            .database_url(url)
+            .build()
+            .await
+            .unwrap();
+        worker
+            .register(crate::JobKind::declare::<crate::demo::NoArgs>("K"))
+            .unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let id = worker
+                .enqueue_dynamic("K", &serde_json::json!({}))
+                .await
+                .unwrap();
+            ids.push(id);
+        }
+        let (failed, lost, held) = (ids[0], ids[1], ids[2]);
+        let shared = worker.shared.clone();
+        let mut rx = shared.writer_rx.lock().unwrap().take().unwrap();
+        let stamp = shared.clock.now() - 60_000;
+        for (id, started) in [(failed, stamp), (lost, stamp - 1), (held, stamp - 1)] {
+            worker
+                .store()
+                .connection()
+                .execute_unprepared(&format!(
+                    "UPDATE nightshift_jobs SET status = 'running', attempt = 1, \
+                     locked_by = '{}', started_at = {started} WHERE id = {id}",
+                    shared.node.id
+                ))
+                .await
+                .unwrap();
+        }
+        shared.claim_failed(stamp);
+        shared.registry.register(held);
+        rescue_stranded(&shared).await.unwrap();
+        let mut sent = HashMap::new();
+        while let Ok(WriteOp::Complete(c)) = rx.try_recv() {
+            sent.insert(c.job_id, c);
+        }
+        let f = &sent[&failed];
+        assert!(f.refund_attempt && f.status == JobStatus::New, "{f:?}");
+        assert_eq!((f.outcome, f.started_at), ("interrupted", Some(stamp)));
+        let l = &sent[&lost];
+        assert!(!l.refund_attempt && l.outcome == "lost", "{l:?}");
+        assert!(l.error.as_deref().unwrap().contains("lost by its node"));
+        assert!(!sent.contains_key(&held), "a job it holds was rescued");
     }
 }

@@ -129,6 +129,9 @@ pub(crate) struct Shared {
     /// are `running` in the database before they are in the registry, so maintenance does not
     /// take them for stranded.
     pub claiming_since: Mutex<Option<i64>>,
+    /// The stamps (`started_at`) of the latest claims that failed here: a job stranded with one
+    /// of them never ran, and goes back with its attempt refunded.
+    pub failed_claims: Mutex<std::collections::VecDeque<i64>>,
 }
 
 /// The queues' shared state as this node last read it: the claim checks pauses itself; this
@@ -260,6 +263,15 @@ impl Shared {
             .claiming_since
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = now;
+    }
+
+    /// The claim stamped `now` failed here: whatever it took never reached this node.
+    pub fn claim_failed(&self, now: i64) {
+        let mut failed = self.failed_claims.lock().unwrap_or_else(|e| e.into_inner());
+        if failed.len() == 64 {
+            failed.pop_front();
+        }
+        failed.push_back(now);
     }
 
     /// A job of `queue` claimed here was completed or given back.

@@ -49,8 +49,28 @@ impl Registry {
         self.lock().entry(job_id).or_default().clone()
     }
 
+    /// A new stop signal for a job just claimed here, in place of any left by an earlier run of
+    /// it: that run's executor may not have let go yet (its completion is written, its guard
+    /// not yet dropped), and its stop reason is not this run's.
+    pub fn register(&self, job_id: i64) -> StopSignal {
+        let signal = StopSignal::default();
+        self.lock().insert(job_id, signal.clone());
+        signal
+    }
+
     pub fn remove(&self, job_id: i64) {
         self.lock().remove(&job_id);
+    }
+
+    /// Removes the entry of `job_id` if it is still `signal` (not a later run's).
+    pub fn remove_own(&self, job_id: i64, signal: &StopSignal) {
+        let mut running = self.lock();
+        if running
+            .get(&job_id)
+            .is_some_and(|s| Arc::ptr_eq(&s.reason, &signal.reason))
+        {
+            running.remove(&job_id);
+        }
     }
 
     /// Tells one job to stop; false if it does not run here.
@@ -122,5 +142,24 @@ mod tests {
         assert!(!reg.stop(8, StopReason::Shutdown), "not running here");
         reg.remove(7);
         assert_eq!(reg.len(), 0);
+    }
+
+    #[test]
+    fn a_run_that_lets_go_late_leaves_the_next_runs_entry() {
+        let reg = Registry::default();
+        let first = reg.register(7);
+        first.stop(StopReason::Shutdown);
+        // Completed, claimed again here before the first run's executor let go.
+        let second = reg.register(7);
+        assert_eq!(
+            second.reason(),
+            None,
+            "the next run starts with no stop reason"
+        );
+        reg.remove_own(7, &first);
+        assert!(reg.holds(7), "the first run removed the next run's entry");
+        assert!(reg.is_running(7));
+        reg.remove_own(7, &second);
+        assert!(!reg.holds(7));
     }
 }

@@ -138,7 +138,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                             from: Some(JobStatus::New),
                         });
                         // Reachable by aborts and stops while it waits for a slot.
-                        shared.registry.signal(job.id);
+                        shared.registry.register(job.id);
                         ready.push_back((Instant::now(), job));
                     }
                     shared.set_claiming(None);
@@ -149,6 +149,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 }
                 Err(e) => {
                     // Its jobs, if it took any, are stranded: maintenance gives them back.
+                    shared.claim_failed(now);
                     shared.set_claiming(None);
                     tracing::error!("claiming jobs failed: {e}");
                     sleep_or_stop(&shared, Instant::now() + Duration::from_secs(1)).await;
@@ -289,6 +290,7 @@ async fn give_back(shared: &Shared, ready: &mut VecDeque<(Instant, job::Model)>)
         let completion = Completion {
             job_id: job.id,
             attempt: job.attempt,
+            started_at: job.started_at,
             node: shared.node.id.clone(),
             status: JobStatus::New,
             error: None,

@@ -73,6 +73,11 @@ pub(crate) struct Completion {
     pub job_id: i64,
     pub attempt: i32,
     pub node: String,
+    /// When the run started (its claim's stamp, the job's `started_at`): the completion lands
+    /// only on that run. An attempt's number can come back (a snooze or a give-back refunds
+    /// it), and an outcome meant for one run must never end a later one with the same number
+    /// on the same node (a rescue read a moment before the job was completed and claimed again).
+    pub started_at: Option<i64>,
     /// The state to move to (unless the job is `aborting`, which always ends `killed`).
     pub status: JobStatus,
     /// The job's error text (`None` clears it).

@@ -465,3 +465,65 @@ fn count_stat(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::ConnectionTrait;
+
+    use super::*;
+
+    /// A completion lands only on the run it was made for: the same attempt number on the same
+    /// node, started at another time (the number came back after a snooze), is another run.
+    #[tokio::test]
+    async fn a_completion_lands_only_on_its_own_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let worker = crate::Worker::builder()
+            .database_url(url)
+            .build()
+            .await
+            .unwrap();
+        worker
+            .register(crate::JobKind::declare::<crate::demo::NoArgs>("K"))
+            .unwrap();
+        let id = worker
+            .enqueue_dynamic("K", &serde_json::json!({}))
+            .await
+            .unwrap();
+        let store = worker.store();
+        store
+            .connection()
+            .execute_unprepared(&format!(
+                "UPDATE nightshift_jobs SET status = 'running', attempt = 1, locked_by = 'n1', \
+                 started_at = 2000 WHERE id = {id}"
+            ))
+            .await
+            .unwrap();
+        let done = |started| WriteBatch {
+            completions: vec![Completion {
+                job_id: id,
+                attempt: 1,
+                node: "n1".into(),
+                started_at: Some(started),
+                status: JobStatus::Done,
+                error: None,
+                run_at: None,
+                due_at: None,
+                outcome: "done",
+                refund_attempt: false,
+                log: None,
+                at: 3000,
+            }],
+            ..Default::default()
+        };
+        let stale = store.write_batch(&done(1000), "n1", 3000).await.unwrap();
+        assert!(
+            stale.completed.is_empty(),
+            "an earlier run's outcome landed"
+        );
+        assert_eq!(worker.job(id).await.unwrap().status, JobStatus::Running);
+        let own = store.write_batch(&done(2000), "n1", 3000).await.unwrap();
+        assert_eq!(own.completed.len(), 1);
+        assert_eq!(worker.job(id).await.unwrap().status, JobStatus::Done);
+    }
+}

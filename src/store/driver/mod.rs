@@ -40,8 +40,8 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
     /// How the completer's fence locks the rows it reads ("" where one writer is enough).
     fn fence_lock(&self) -> &'static str;
 
-    /// The completions of a batch (one per job) as rows `c(id, attempt, node, status, error,
-    /// run_at, finished, refund, done, at)`, from one JSON parameter.
+    /// The completions of a batch (one per job) as rows `c(id, attempt, node, started, status,
+    /// error, run_at, finished, refund, done, at)`, from one JSON parameter.
     fn completion_rows(&self) -> &'static str;
 
     /// Attempt results as rows `c(id, attempt, outcome, error, at)`, from one JSON parameter.
@@ -165,7 +165,7 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
     }
 
     /// Ends (or requeues) a batch of attempts in one statement, each only if its job is still
-    /// that attempt on that node. A job marked `aborting` ends `killed` whatever the handler
+    /// that run (attempt, node and start) on that node. A job marked `aborting` ends `killed` whatever the handler
     /// returned; a handler that returned Ok but reported error rows ends in `exception`.
     /// Returns `id, status, kind, error, queue, started_at` of each job that changed.
     fn complete_many(&self, batch: &[Completion], now: i64) -> Statement {
@@ -176,6 +176,7 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
                     "id": c.job_id,
                     "attempt": c.attempt,
                     "node": c.node,
+                    "started": c.started_at,
                     "status": c.status.as_str(),
                     "error": c.error,
                     "run_at": c.run_at,
@@ -206,6 +207,7 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
              updated_at = ? \
              FROM {rows} \
              WHERE {j}.id = c.id AND {j}.attempt = c.attempt AND {j}.locked_by = c.node \
+             AND (c.started IS NULL OR {j}.started_at = c.started) \
              AND {j}.status IN ('running', 'aborting') \
              RETURNING {j}.id, {j}.status, {j}.kind, {j}.error, {j}.queue, {j}.started_at",
             rows = self.completion_rows()

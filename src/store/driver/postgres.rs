@@ -42,7 +42,7 @@ impl Driver for Postgres {
     }
 
     fn completion_rows(&self) -> &'static str {
-        "json_to_recordset(?::json) AS c(id BIGINT, attempt INT, node TEXT, status TEXT, \
+        "json_to_recordset(?::json) AS c(id BIGINT, attempt INT, node TEXT, started BIGINT, status TEXT, \
          error TEXT, run_at BIGINT, finished BOOLEAN, refund INT, done BOOLEAN, at BIGINT)"
     }
 

@@ -40,7 +40,8 @@ impl Driver for Sqlite {
 
     fn completion_rows(&self) -> &'static str {
         "(SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.attempt') AS attempt, \
-          json_extract(value, '$.node') AS node, json_extract(value, '$.status') AS status, \
+          json_extract(value, '$.node') AS node, json_extract(value, '$.started') AS started, \
+          json_extract(value, '$.status') AS status, \
           json_extract(value, '$.error') AS error, json_extract(value, '$.run_at') AS run_at, \
           json_extract(value, '$.finished') AS finished, json_extract(value, '$.refund') AS refund, \
           json_extract(value, '$.done') AS done, json_extract(value, '$.at') AS at \
