@@ -73,8 +73,9 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .find(|v| !v.is_empty())
 }
 
-/// Finds the operator behind the request and the CSRF token its pages carry. Reading a session
-/// writes nothing: only a login or setup stores one.
+/// Finds the operator behind the request and the CSRF token its pages carry. Only a login or
+/// setup creates a session; a signed-in operator's is saved again at most once a minute (its
+/// idle timeout counts from its last save).
 pub async fn authenticate(State(st): State<AdminState>, req: Request, next: Next) -> Response {
     // Refusals made here (a bad token, the database down) get the same bodies as the rest.
     let json = wants_json(req.headers()) || bearer(req.headers()).is_some();
@@ -429,7 +430,9 @@ pub async fn audit_actions(State(st): State<AdminState>, req: Request, next: Nex
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(req).await;
     }
-    match tokio::spawn(record_action(st, req, next)).await {
+    // In the request's span, so a host's request id stays on what the handler logs.
+    let action = tracing::Instrument::in_current_span(record_action(st, req, next));
+    match tokio::spawn(action).await {
         Ok(res) => res,
         Err(e) => {
             tracing::error!("a state-changing request failed: {e}");

@@ -1,12 +1,23 @@
 //! Sessions in the database (tower-sessions' `SessionStore`), so a restart or another node keeps
 //! operators logged in.
+//!
+//! A deleted session (a logout, the old id of a login) stays deleted: its row is kept for an
+//! hour as a tombstone (`expires_at` negative) that a save cannot overwrite. A request that
+//! loaded the session just before the logout and saves it just after (an active operator's
+//! session is saved now and then) would otherwise bring it back, signed in.
 use async_trait::async_trait;
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, EntityTrait, ExprTrait,
+    QueryFilter,
+};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
 use crate::entity::session;
+
+/// How long a deleted session's tombstone is kept: longer than any request takes.
+const TOMBSTONE_SECS: i64 = 3600;
 
 /// Sessions in `nightshift_sessions`.
 #[derive(Debug, Clone)]
@@ -20,11 +31,24 @@ impl DbSessionStore {
         DbSessionStore { db }
     }
 
-    /// Deletes expired sessions.
+    /// Deletes expired sessions, and tombstones older than an hour.
     pub async fn delete_expired(&self) -> Result<u64, sea_orm::DbErr> {
         let now = chrono::Utc::now().timestamp();
         let res = session::Entity::delete_many()
-            .filter(session::Column::ExpiresAt.lt(now))
+            .filter(
+                Condition::any()
+                    .add(
+                        Condition::all()
+                            .add(session::Column::ExpiresAt.gte(0))
+                            .add(session::Column::ExpiresAt.lt(now)),
+                    )
+                    // A tombstone holds minus (deleted at + an hour).
+                    .add(
+                        Condition::all()
+                            .add(session::Column::ExpiresAt.lt(0))
+                            .add(session::Column::ExpiresAt.gt(-now)),
+                    ),
+            )
             .exec(&self.db)
             .await?;
         Ok(res.rows_affected)
@@ -62,6 +86,10 @@ impl SessionStore for DbSessionStore {
             .on_conflict(
                 OnConflict::column(session::Column::Id)
                     .update_columns([session::Column::Data, session::Column::ExpiresAt])
+                    // Never over a tombstone.
+                    .action_and_where(
+                        Expr::col((session::Entity, session::Column::ExpiresAt)).gte(0),
+                    )
                     .to_owned(),
             )
             .exec_without_returning(&self.db)
@@ -85,10 +113,55 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        session::Entity::delete_by_id(id.to_string())
+        let until = chrono::Utc::now().timestamp() + TOMBSTONE_SECS;
+        session::Entity::update_many()
+            .col_expr(session::Column::Data, Expr::value(""))
+            .col_expr(session::Column::ExpiresAt, Expr::value(-until))
+            .filter(session::Column::Id.eq(id.to_string()))
             .exec(&self.db)
             .await
             .map_err(backend)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tower_sessions::cookie::time::{Duration, OffsetDateTime};
+
+    use super::*;
+
+    /// A request that loaded a session before its logout and saves it after (an active
+    /// operator's session is saved now and then) does not bring it back.
+    #[tokio::test]
+    async fn a_deleted_session_stays_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let db = crate::store::connect(&url).await.unwrap();
+        let store = DbSessionStore::new(db);
+        let mut record = Record {
+            id: Id::default(),
+            data: Default::default(),
+            expiry_date: OffsetDateTime::now_utc() + Duration::hours(8),
+        };
+        store.create(&mut record).await.unwrap();
+        assert!(store.load(&record.id).await.unwrap().is_some());
+        let loaded_before = record.clone();
+        store.delete(&record.id).await.unwrap();
+        store.save(&loaded_before).await.unwrap();
+        assert!(
+            store.load(&record.id).await.unwrap().is_none(),
+            "a save after the logout signed the session in again"
+        );
+        // Pruning keeps the tombstone a while, and takes expired sessions.
+        let mut old = Record {
+            id: Id::default(),
+            data: Default::default(),
+            expiry_date: OffsetDateTime::now_utc() - Duration::hours(1),
+        };
+        store.create(&mut old).await.unwrap();
+        assert_eq!(store.delete_expired().await.unwrap(), 1);
+        store.save(&loaded_before).await.unwrap();
+        assert!(store.load(&record.id).await.unwrap().is_none());
     }
 }
