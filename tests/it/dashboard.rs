@@ -223,15 +223,17 @@ both_databases! {
         let long = app.create("Work", json!({"ms": 600_000})).await;
         wait_for(&app.worker, long, "running", |j| j.status == nightshift::JobStatus::Running).await;
         assert!(signals(&app, "overdue").await.is_empty(), "it just started");
-        sql(&app, &format!(
-            "UPDATE nightshift_jobs SET started_at = {} WHERE id = {long}",
-            now_ms() - 150_000
-        ))
-        .await;
+        let started = app.worker.job(long).await.unwrap().started_at.unwrap().timestamp_millis();
+        let set_started = |at: i64| format!("UPDATE nightshift_jobs SET started_at = {at} WHERE id = {long}");
+        sql(&app, &set_started(now_ms() - 150_000)).await;
         let msg = until_signal(&app, "overdue", "Work", true).await;
         assert!(msg[0].starts_with("1 job of kind Work has been running for 2 min"), "{msg:?}");
+        // Its own start back (the run's outcome lands only on the run it was made for), and
+        // aborted: it ends `killed`, not through a rescue.
+        sql(&app, &set_started(started)).await;
         app.worker.abort(long, "tests").await.unwrap();
-        finished(&app.worker, long).await;
+        let job = finished(&app.worker, long).await;
+        assert_eq!(job.status, nightshift::JobStatus::Killed, "{job:?}");
         until_signal(&app, "overdue", "Work", false).await;
         app.worker.shutdown().await;
     }
