@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
 use crate::runtime::completer::WriteOp;
+use crate::store::Run;
 
 /// The longest log line kept; a longer one is cut and marked.
 pub const MAX_LOG_LINE: usize = 8 * 1024;
@@ -88,6 +89,8 @@ pub struct JobContext {
 struct Inner {
     job_id: i64,
     attempt: u32,
+    /// What its reports are fenced on: they land only on this run of the job.
+    run: Run,
     token: CancellationToken,
     tx: mpsc::Sender<WriteOp>,
     redacted_args: Value,
@@ -96,7 +99,7 @@ struct Inner {
 impl JobContext {
     pub(crate) fn new(
         job_id: i64,
-        attempt: u32,
+        run: Run,
         token: CancellationToken,
         tx: mpsc::Sender<WriteOp>,
         redacted_args: Value,
@@ -104,7 +107,8 @@ impl JobContext {
         JobContext {
             inner: Arc::new(Inner {
                 job_id,
-                attempt,
+                attempt: run.attempt.max(1) as u32,
+                run,
                 token,
                 tx,
                 redacted_args,
@@ -175,7 +179,7 @@ impl JobContext {
         let line = truncate(line.into(), MAX_LOG_LINE);
         self.send(WriteOp::Log {
             job_id: self.inner.job_id,
-            attempt: self.inner.attempt as i32,
+            run: self.inner.run,
             at: now_ms(),
             line,
         })
@@ -187,7 +191,7 @@ impl JobContext {
         let progress = percent.into().clamp(0, 100) as i32;
         self.send(WriteOp::Progress {
             job_id: self.inner.job_id,
-            attempt: self.inner.attempt as i32,
+            run: self.inner.run,
             progress: Some(progress),
             text: None,
         })
@@ -198,7 +202,7 @@ impl JobContext {
     pub async fn set_progress_text(&self, text: impl Into<String>) -> Result<(), ReportClosed> {
         self.send(WriteOp::Progress {
             job_id: self.inner.job_id,
-            attempt: self.inner.attempt as i32,
+            run: self.inner.run,
             progress: None,
             text: Some(truncate(text.into(), 1024)),
         })
@@ -246,7 +250,7 @@ impl JobContext {
             .collect();
         self.send(WriteOp::Result {
             job_id: self.inner.job_id,
-            attempt: self.inner.attempt as i32,
+            run: self.inner.run,
             cells,
         })
         .await

@@ -104,7 +104,11 @@ pub async fn perform_kind(kind: &JobKind, args: Value) -> Performed {
         return performed;
     };
     let (tx, mut rx) = mpsc::channel(1024);
-    let ctx = JobContext::new(0, 1, CancellationToken::new(), tx, kind.redact(&args));
+    let run = crate::store::Run {
+        attempt: 1,
+        started: None,
+    };
+    let ctx = JobContext::new(0, run, CancellationToken::new(), tx, kind.redact(&args));
     // Reports are read while the handler runs, so a chatty handler never waits on a full
     // channel.
     let collect = tokio::spawn(async move {

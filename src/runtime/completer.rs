@@ -14,7 +14,7 @@ use super::Shared;
 use crate::context::ResultCell;
 use crate::events::JobEvent;
 use crate::state::JobStatus;
-use crate::store::{Completion, WriteBatch};
+use crate::store::{Completion, Run, WriteBatch};
 
 /// How long a completion may wait for others to share its transaction.
 const COMPLETION_LINGER: Duration = Duration::from_millis(2);
@@ -25,23 +25,23 @@ const MAX_BATCH: usize = 2_000;
 /// Something to write.
 #[derive(Debug)]
 pub(crate) enum WriteOp {
-    /// Reports carry the attempt that made them: they land only while the job is still that
-    /// attempt on this node (a stale attempt's reports are dropped).
+    /// Reports carry the run that made them: they land only while the job is still that run
+    /// on this node (a stale run's reports are dropped).
     Log {
         job_id: i64,
-        attempt: i32,
+        run: Run,
         at: i64,
         line: String,
     },
     Progress {
         job_id: i64,
-        attempt: i32,
+        run: Run,
         progress: Option<i32>,
         text: Option<String>,
     },
     Result {
         job_id: i64,
-        attempt: i32,
+        run: Run,
         cells: Vec<ResultCell>,
     },
     Complete(Completion),
@@ -114,17 +114,17 @@ fn add(
     match op {
         WriteOp::Log {
             job_id,
-            attempt,
+            run,
             at,
             line,
-        } => batch.logs.push((job_id, attempt, at, line)),
+        } => batch.logs.push((job_id, run, at, line)),
         WriteOp::Progress {
             job_id,
-            attempt,
+            run,
             progress,
             text,
         } => {
-            let entry = batch.progress.entry((job_id, attempt)).or_default();
+            let entry = batch.progress.entry((job_id, run)).or_default();
             if progress.is_some() {
                 entry.0 = progress;
             }
@@ -132,11 +132,7 @@ fn add(
                 entry.1 = text;
             }
         }
-        WriteOp::Result {
-            job_id,
-            attempt,
-            cells,
-        } => batch.results.push((job_id, attempt, cells)),
+        WriteOp::Result { job_id, run, cells } => batch.results.push((job_id, run, cells)),
         WriteOp::Complete(c) => {
             batch.completions.push(c);
             *soon = true;

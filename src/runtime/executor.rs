@@ -18,6 +18,7 @@ use crate::entity::job;
 use crate::kind::{HandlerError, JobKind};
 use crate::state::JobStatus;
 use crate::store::Completion;
+use crate::store::Run;
 
 /// The longest error text kept.
 pub const MAX_ERROR: usize = 16 * 1024;
@@ -149,7 +150,10 @@ async fn execute(shared: &Shared, job: &job::Model) -> Completion {
     }
     let ctx = JobContext::new(
         job.id,
-        attempt,
+        Run {
+            attempt: job.attempt,
+            started: job.started_at,
+        },
         signal.token.clone(),
         shared.writer.clone(),
         kind.redact(&args),
@@ -394,7 +398,10 @@ async fn log(shared: &Shared, job: &job::Model, line: impl Into<String>) {
         .writer
         .send(WriteOp::Log {
             job_id: job.id,
-            attempt: job.attempt,
+            run: Run {
+                attempt: job.attempt,
+                started: job.started_at,
+            },
             at: now_ms(),
             line: truncate(line.into(), crate::context::MAX_LOG_LINE),
         })

@@ -67,6 +67,15 @@ pub(crate) struct JobInsert {
     pub tags: Option<String>,
 }
 
+/// One run of a job: its attempt number, and when its claim stamped it (`started_at`). What a
+/// handler reports lands only on the run that made it: a number comes back after a snooze or a
+/// give-back, and the same node may claim the job again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Run {
+    pub attempt: i32,
+    pub started: Option<i64>,
+}
+
 /// How an attempt ended, as the completer writes it.
 #[derive(Debug, Clone)]
 pub(crate) struct Completion {

@@ -1,5 +1,5 @@
 //! What attempts report, written in batches: log lines, result rows and progress, each fenced
-//! to the attempt that made it, and completions, one statement per batch.
+//! to the run (attempt and start) that made it, and completions, one statement per batch.
 use std::collections::{BTreeMap, HashMap};
 
 use sea_orm::sea_query::{Expr, ExprTrait};
@@ -19,12 +19,12 @@ use crate::state::JobStatus;
 /// Reports gathered by the completer since its last flush.
 #[derive(Debug, Default)]
 pub(crate) struct WriteBatch {
-    /// `(job, attempt, at, line)`.
-    pub logs: Vec<(i64, i32, i64, String)>,
-    /// Latest progress and progress text per job and attempt (only the last value matters).
-    pub progress: HashMap<(i64, i32), (Option<i32>, Option<String>)>,
-    /// `(job, attempt, cells)`.
-    pub results: Vec<(i64, i32, Vec<ResultCell>)>,
+    /// `(job, run, at, line)`.
+    pub logs: Vec<(i64, Run, i64, String)>,
+    /// Latest progress and progress text per job and run (only the last value matters).
+    pub progress: HashMap<(i64, Run), (Option<i32>, Option<String>)>,
+    /// `(job, run, cells)`.
+    pub results: Vec<(i64, Run, Vec<ResultCell>)>,
     pub completions: Vec<Completion>,
 }
 
@@ -69,7 +69,7 @@ impl Store {
         retry_busy(|| async {
             let tx = self.db.begin().await?;
             let live = self.fences(&tx, batch, node).await?;
-            let is_live = |job: i64, attempt: i32| live.get(&job).is_some_and(|a| *a == attempt);
+            let is_live = |job: i64, run: Run| live.get(&job) == Some(&run);
             let mut written = WrittenBatch::default();
             let logs: Vec<_> = batch
                 .logs
@@ -79,16 +79,15 @@ impl Store {
             written.stale += batch.logs.len() - logs.len();
             if !logs.is_empty() {
                 for chunk in logs.chunks(1000) {
-                    let rows =
-                        chunk
-                            .iter()
-                            .map(|(job_id, attempt, at, line)| job_log::ActiveModel {
-                                id: NotSet,
-                                job_id: Set(*job_id),
-                                attempt: Set(*attempt),
-                                at: Set(*at),
-                                line: Set(line.clone()),
-                            });
+                    let rows = chunk
+                        .iter()
+                        .map(|(job_id, run, at, line)| job_log::ActiveModel {
+                            id: NotSet,
+                            job_id: Set(*job_id),
+                            attempt: Set(run.attempt),
+                            at: Set(*at),
+                            line: Set(line.clone()),
+                        });
                     written.logs.extend(
                         job_log::Entity::insert_many(rows)
                             .exec_with_returning(&tx)
@@ -110,15 +109,15 @@ impl Store {
                 .collect();
             written.stale += batch.results.len() - results.len();
             written.results = self.write_results(&tx, &results).await?;
-            for ((job_id, attempt), (progress, text)) in &batch.progress {
-                if !is_live(*job_id, *attempt) {
+            for ((job_id, run), (progress, text)) in &batch.progress {
+                if !is_live(*job_id, *run) {
                     written.stale += 1;
                     continue;
                 }
                 let mut q = job::Entity::update_many()
                     .col_expr(job::Column::UpdatedAt, Expr::value(now))
                     .filter(job::Column::Id.eq(*job_id))
-                    .filter(job::Column::Attempt.eq(*attempt))
+                    .filter(job::Column::Attempt.eq(run.attempt))
                     .filter(job::Column::LockedBy.eq(node))
                     .filter(job::Column::Status.is_in(JobStatus::ACTIVE.map(JobStatus::as_str)));
                 if let Some(p) = progress {
@@ -161,14 +160,14 @@ impl Store {
         .await
     }
 
-    /// The attempt each job of the batch is running on `node` (jobs not running there are
-    /// absent). Locks the rows on PostgreSQL until the transaction ends.
+    /// The run each job of the batch is running on `node` (jobs not running there are absent).
+    /// Locks the rows on PostgreSQL until the transaction ends.
     async fn fences<C: ConnectionTrait>(
         &self,
         tx: &C,
         batch: &WriteBatch,
         node: &str,
-    ) -> Result<HashMap<i64, i32>> {
+    ) -> Result<HashMap<i64, Run>> {
         let mut ids: Vec<i64> = batch
             .logs
             .iter()
@@ -186,9 +185,10 @@ impl Store {
                 let attempt: i32 = row.try_get_by_index(1)?;
                 let locked_by: Option<String> = row.try_get_by_index(2)?;
                 let status: String = row.try_get_by_index(3)?;
+                let started: Option<i64> = row.try_get_by_index(4)?;
                 let active = matches!(status.as_str(), "running" | "aborting");
                 if active && locked_by.as_deref() == Some(node) {
-                    live.insert(id, attempt);
+                    live.insert(id, Run { attempt, started });
                 }
             }
         }
@@ -200,7 +200,7 @@ impl Store {
     async fn write_results<C: ConnectionTrait>(
         &self,
         tx: &C,
-        results: &[&(i64, i32, Vec<ResultCell>)],
+        results: &[&(i64, Run, Vec<ResultCell>)],
     ) -> Result<Vec<job_result::Model>> {
         if results.is_empty() {
             return Ok(Vec::new());
@@ -235,10 +235,10 @@ impl Store {
         for chunk in kept.chunks(1000) {
             let rows = chunk
                 .iter()
-                .map(|(job_id, attempt, cells)| job_result::ActiveModel {
+                .map(|(job_id, run, cells)| job_result::ActiveModel {
                     id: NotSet,
                     job_id: Set(*job_id),
-                    attempt: Set(*attempt),
+                    attempt: Set(run.attempt),
                     cells: Set(serde_json::to_string(cells).unwrap_or_else(|_| "[]".into())),
                     has_error: Set(cells.iter().any(|c| c.error.is_some())),
                 });
@@ -472,10 +472,11 @@ mod tests {
 
     use super::*;
 
-    /// A completion lands only on the run it was made for: the same attempt number on the same
-    /// node, started at another time (the number came back after a snooze), is another run.
+    /// Reports and completions land only on the run that made them: the same attempt number on
+    /// the same node, started at another time (the number came back after a snooze), is another
+    /// run.
     #[tokio::test]
-    async fn a_completion_lands_only_on_its_own_run() {
+    async fn reports_and_completions_land_only_on_their_own_run() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
         let worker = crate::Worker::builder()
@@ -516,6 +517,24 @@ mod tests {
             }],
             ..Default::default()
         };
+        let report = |started| {
+            let run = Run {
+                attempt: 1,
+                started: Some(started),
+            };
+            let mut batch = WriteBatch::default();
+            batch.logs.push((id, run, 2500, "a line".into()));
+            batch
+                .results
+                .push((id, run, vec![ResultCell::ok("a cell")]));
+            batch.progress.insert((id, run), (Some(50), None));
+            batch
+        };
+        let stale = store.write_batch(&report(1000), "n1", 3000).await.unwrap();
+        assert_eq!(stale.stale, 3, "an earlier run's log, row and progress");
+        assert!(stale.logs.is_empty() && stale.results.is_empty());
+        let own = store.write_batch(&report(2000), "n1", 3000).await.unwrap();
+        assert_eq!((own.stale, own.logs.len(), own.results.len()), (0, 1, 1));
         let stale = store.write_batch(&done(1000), "n1", 3000).await.unwrap();
         assert!(
             stale.completed.is_empty(),

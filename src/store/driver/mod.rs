@@ -283,7 +283,7 @@ pub(crate) trait Driver: Send + Sync + std::fmt::Debug {
     fn fences(&self, ids: &[i64]) -> Statement {
         self.stmt(
             &format!(
-                "SELECT id, attempt, locked_by, status FROM nightshift_jobs \
+                "SELECT id, attempt, locked_by, status, started_at FROM nightshift_jobs \
                  WHERE id IN ({}) ORDER BY id{}",
                 placeholders(ids.len()),
                 self.fence_lock()
