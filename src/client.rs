@@ -284,6 +284,17 @@ impl Client {
         }
     }
 
+    /// Runs `change` (an operator's request) to its end whatever happens to the request; the
+    /// worker's shutdown waits for it.
+    #[cfg_attr(not(feature = "admin"), allow(dead_code))]
+    pub(crate) fn run_to_end<F>(&self, change: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.shared.requests.spawn(change)
+    }
+
     pub(crate) fn prepare(&self, jobs: Vec<NewJob>) -> Result<Vec<JobInsert>> {
         jobs.into_iter()
             .map(|j| {

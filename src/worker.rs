@@ -225,6 +225,7 @@ impl WorkerBuilder {
             queue_states: RwLock::default(),
             claiming_since: Mutex::new(None),
             failed_claims: Mutex::default(),
+            requests: tokio_util::task::TaskTracker::new(),
         };
         Ok(Worker {
             client: Client {
@@ -395,6 +396,17 @@ impl Worker {
             let _ = s.await;
         }
         crate::recurring::stopped(&self.shared).await;
+        // What operators asked for ends before the writer stops (a bulk action between batches).
+        self.shared.requests.close();
+        if tokio::time::timeout(
+            self.shared.config.drain_timeout,
+            self.shared.requests.wait(),
+        )
+        .await
+        .is_err()
+        {
+            tracing::warn!("changes asked through the admin still running after the drain timeout");
+        }
         let all = self.shared.config.concurrency as u32;
         let slots = self.shared.slots.clone();
         let drained =

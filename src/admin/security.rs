@@ -425,14 +425,16 @@ pub enum AuditNote {
 ///
 /// A state change runs in a task of its own, to its end and into the log, even when its client
 /// goes away meanwhile (a closed tab, a proxy's timeout): dropped with the connection, a bulk
-/// action over 100,000 jobs stopped between two batches and left no entry.
+/// action over 100,000 jobs stopped between two batches and left no entry. The worker's
+/// shutdown waits for such tasks.
 pub async fn audit_actions(State(st): State<AdminState>, req: Request, next: Next) -> Response {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(req).await;
     }
     // In the request's span, so a host's request id stays on what the handler logs.
+    let worker = st.worker.clone();
     let action = tracing::Instrument::in_current_span(record_action(st, req, next));
-    match tokio::spawn(action).await {
+    match worker.run_to_end(action).await {
         Ok(res) => res,
         Err(e) => {
             tracing::error!("a state-changing request failed: {e}");

@@ -132,6 +132,9 @@ pub(crate) struct Shared {
     /// The stamps (`started_at`) of the latest claims that failed here: a job stranded with one
     /// of them never ran, and goes back with its attempt refunded.
     pub failed_claims: Mutex<std::collections::VecDeque<i64>>,
+    /// Changes asked through the admin, run to their end even if the request goes away:
+    /// shutdown waits for them (at most the drain timeout).
+    pub requests: tokio_util::task::TaskTracker,
 }
 
 /// The queues' shared state as this node last read it: the claim checks pauses itself; this

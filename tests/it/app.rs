@@ -51,7 +51,14 @@ pub async fn spawn_app_on(url: &str) -> TestApp {
 
 /// The admin at the root with the built-in login set up as `opts` says.
 pub async fn spawn_app_with_sessions(opts: nightshift::auth::SessionOptions) -> TestApp {
-    spawn_with_auth(temp_db(), "", true, nightshift::auth::Auth::Sessions(opts)).await
+    let auth = nightshift::auth::Auth::Sessions(opts);
+    spawn_with_auth(temp_db(), "", true, auth, None).await
+}
+
+/// The admin at the root, its worker's shutdown waiting up to `drain` for what still runs.
+pub async fn spawn_app_with_drain(drain: Duration) -> TestApp {
+    let auth = nightshift::auth::Auth::sessions();
+    spawn_with_auth(temp_db(), "", true, auth, Some(drain)).await
 }
 
 async fn spawn(prefix: &str, run_jobs: bool) -> TestApp {
@@ -59,7 +66,14 @@ async fn spawn(prefix: &str, run_jobs: bool) -> TestApp {
 }
 
 async fn spawn_with(db: TestDb, prefix: &str, run_jobs: bool) -> TestApp {
-    spawn_with_auth(db, prefix, run_jobs, nightshift::auth::Auth::sessions()).await
+    spawn_with_auth(
+        db,
+        prefix,
+        run_jobs,
+        nightshift::auth::Auth::sessions(),
+        None,
+    )
+    .await
 }
 
 async fn spawn_with_auth(
@@ -67,12 +81,13 @@ async fn spawn_with_auth(
     prefix: &str,
     run_jobs: bool,
     auth: nightshift::auth::Auth,
+    drain: Option<Duration>,
 ) -> TestApp {
-    let worker = builder(&db)
-        .grace_period(Duration::from_millis(500))
-        .build()
-        .await
-        .unwrap();
+    let mut worker = builder(&db).grace_period(Duration::from_millis(500));
+    if let Some(drain) = drain {
+        worker = worker.drain_timeout(drain);
+    }
+    let worker = worker.build().await.unwrap();
     nightshift::demo::register(&worker).unwrap();
     register(&worker);
     if run_jobs {

@@ -6,7 +6,9 @@ use nightshift::{JobStatus, Role};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
-use crate::app::{ADMIN_PASSWORD, TestApp, csrf_in, signed_in, spawn_app, spawn_app_on};
+use crate::app::{
+    ADMIN_PASSWORD, TestApp, csrf_in, signed_in, spawn_app, spawn_app_on, spawn_app_with_drain,
+};
 use crate::chromium::{self, ONE_AT_A_TIME, click, until};
 use crate::helpers::{both_databases, finished, wait_for};
 
@@ -549,4 +551,39 @@ async fn an_action_whose_request_goes_away_still_ends_and_is_audited() {
         .await;
     assert_eq!(body["count"], 0, "every job was cancelled: {body}");
     app.worker.shutdown().await;
+}
+
+/// Shutting the worker down waits for a change an operator asked for (here a long bulk action
+/// whose request has gone): it ends, and is audited, before shutdown returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_an_action_in_progress() {
+    let app = spawn_app_with_drain(std::time::Duration::from_secs(30)).await;
+    const N: u64 = 20_000;
+    for _ in 0..N / 1_000 {
+        let batch = (0..1_000)
+            .map(|_| nightshift::NewJob::from_value("Work", json!({})).queue(HELD))
+            .collect();
+        app.worker.insert_many(batch).await.unwrap();
+    }
+    let filter = json!({"status": "all", "job": "Work", "queue": HELD});
+    let gone = app
+        .client
+        .post(app.url("/workers/bulk"))
+        .json(&json!({"action": "cancel", "filter": filter}))
+        .timeout(std::time::Duration::from_millis(20))
+        .send()
+        .await;
+    assert!(gone.is_err(), "the action took less than 20 ms: {gone:?}");
+    app.worker.shutdown().await;
+    let entries = audit(&app, "bulk_cancel").await;
+    assert_eq!(
+        entries.len(),
+        1,
+        "shutdown returned before the action ended"
+    );
+    let detail = entries[0].detail.clone().unwrap_or_default();
+    assert!(
+        detail.starts_with(&format!("affected {N}, skipped 0; ")),
+        "{detail}"
+    );
 }
