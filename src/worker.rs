@@ -396,23 +396,21 @@ impl Worker {
             let _ = s.await;
         }
         crate::recurring::stopped(&self.shared).await;
-        // What operators asked for ends before the writer stops (a bulk action between batches).
+        // One drain for both: what operators asked for (a bulk action between batches) and the
+        // running jobs, which end meanwhile; a container's stop timeout counts once.
+        let deadline = tokio::time::Instant::now() + self.shared.config.drain_timeout;
         self.shared.requests.close();
-        if tokio::time::timeout(
-            self.shared.config.drain_timeout,
-            self.shared.requests.wait(),
-        )
-        .await
-        .is_err()
+        if tokio::time::timeout_at(deadline, self.shared.requests.wait())
+            .await
+            .is_err()
         {
             tracing::warn!("changes asked through the admin still running after the drain timeout");
         }
         let all = self.shared.config.concurrency as u32;
         let slots = self.shared.slots.clone();
-        let drained =
-            tokio::time::timeout(self.shared.config.drain_timeout, slots.acquire_many(all))
-                .await
-                .is_ok();
+        let drained = tokio::time::timeout_at(deadline, slots.acquire_many(all))
+            .await
+            .is_ok();
         if !drained {
             let n = self.shared.registry.len();
             tracing::warn!("{n} job(s) still running after the drain timeout; interrupting them");
