@@ -255,21 +255,8 @@ async fn rescue_stranded(shared: &Shared) -> crate::Result<()> {
             .partition(|job| job.started_at.is_some_and(|s| failed.contains(&s)))
     };
     for job in never_ran {
-        let _ = shared.writer.try_send(WriteOp::Complete(Completion {
-            job_id: job.id,
-            attempt: job.attempt,
-            started_at: job.started_at,
-            node: shared.node.id.clone(),
-            status: JobStatus::New,
-            error: None,
-            // It keeps its place in its queue.
-            run_at: None,
-            due_at: None,
-            outcome: "interrupted",
-            refund_attempt: true,
-            log: None,
-            at: shared.clock.now(),
-        }));
+        let back = Completion::given_back(&job, &shared.node.id, shared.clock.now());
+        let _ = shared.writer.try_send(WriteOp::Complete(back));
     }
     rescue(shared, lost, "lost by its node");
     Ok(())
@@ -407,24 +394,7 @@ mod tests {
     /// attempt as lost, and one it holds is left alone.
     #[tokio::test]
     async fn stranded_jobs_go_back_refunded_only_if_their_claim_failed() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        let worker = crate::Worker::builder()
-            .database_url(url)
-            .build()
-            .await
-            .unwrap();
-        worker
-            .register(crate::JobKind::declare::<crate::demo::NoArgs>("K"))
-            .unwrap();
-        let mut ids = Vec::new();
-        for _ in 0..3 {
-            let id = worker
-                .enqueue_dynamic("K", &serde_json::json!({}))
-                .await
-                .unwrap();
-            ids.push(id);
-        }
+        let (_dir, worker, ids) = crate::store::test_worker(3).await;
         let (failed, lost, held) = (ids[0], ids[1], ids[2]);
         let shared = worker.shared.clone();
         let mut rx = shared.writer_rx.lock().unwrap().take().unwrap();

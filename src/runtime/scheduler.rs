@@ -287,21 +287,7 @@ async fn refresh_queue_states(shared: &Shared) {
 /// of this node that is in neither for stranded).
 async fn give_back(shared: &Shared, ready: &mut VecDeque<(Instant, job::Model)>) {
     for (_, job) in ready.drain(..) {
-        let completion = Completion {
-            job_id: job.id,
-            attempt: job.attempt,
-            started_at: job.started_at,
-            node: shared.node.id.clone(),
-            status: JobStatus::New,
-            error: None,
-            // It keeps its place in its queue.
-            run_at: None,
-            due_at: None,
-            outcome: "interrupted",
-            refund_attempt: true,
-            log: None,
-            at: shared.clock.now(),
-        };
+        let completion = Completion::given_back(&job, &shared.node.id, shared.clock.now());
         if shared
             .writer
             .send(WriteOp::Complete(completion))

@@ -108,6 +108,53 @@ pub(crate) struct Completion {
     pub at: i64,
 }
 
+/// For unit tests: a worker (not started) on a fresh SQLite file, with the declared kind `K`
+/// and `jobs` jobs of it waiting; the directory lives as long as the guard.
+#[cfg(test)]
+pub(crate) async fn test_worker(jobs: usize) -> (tempfile::TempDir, crate::Worker, Vec<i64>) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let worker = crate::Worker::builder()
+        .database_url(url)
+        .build()
+        .await
+        .unwrap();
+    worker
+        .register(crate::JobKind::declare::<crate::demo::NoArgs>("K"))
+        .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..jobs {
+        ids.push(
+            worker
+                .enqueue_dynamic("K", &serde_json::json!({}))
+                .await
+                .unwrap(),
+        );
+    }
+    (dir, worker, ids)
+}
+
+impl Completion {
+    /// `job`, claimed by `node` and never started, back to the queue untouched: its attempt
+    /// refunded, its place in its queue kept.
+    pub(crate) fn given_back(job: &crate::entity::job::Model, node: &str, at: i64) -> Self {
+        Completion {
+            job_id: job.id,
+            attempt: job.attempt,
+            started_at: job.started_at,
+            node: node.to_owned(),
+            status: JobStatus::New,
+            error: None,
+            run_at: None,
+            due_at: None,
+            outcome: "interrupted",
+            refund_attempt: true,
+            log: None,
+            at,
+        }
+    }
+}
+
 /// What the completer wrote for one completion.
 #[derive(Debug, Clone)]
 pub(crate) struct Completed {

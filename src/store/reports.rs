@@ -477,20 +477,8 @@ mod tests {
     /// run.
     #[tokio::test]
     async fn reports_and_completions_land_only_on_their_own_run() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        let worker = crate::Worker::builder()
-            .database_url(url)
-            .build()
-            .await
-            .unwrap();
-        worker
-            .register(crate::JobKind::declare::<crate::demo::NoArgs>("K"))
-            .unwrap();
-        let id = worker
-            .enqueue_dynamic("K", &serde_json::json!({}))
-            .await
-            .unwrap();
+        let (_dir, worker, ids) = crate::store::test_worker(1).await;
+        let id = ids[0];
         let store = worker.store();
         store
             .connection()

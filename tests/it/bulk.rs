@@ -506,20 +506,19 @@ async fn jobs_of_a_kind_above_the_operators_role_are_skipped() {
     app.worker.shutdown().await;
 }
 
-/// A long action whose requester goes away (a closed tab, a proxy's timeout) still runs to its
-/// end, and its audit entry is written all the same.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_action_whose_request_goes_away_still_ends_and_is_audited() {
-    let app = spawn_app().await;
-    const N: u64 = 20_000;
-    for _ in 0..N / 1_000 {
+/// Jobs on the held queue for a long bulk action.
+const LONG: u64 = 20_000;
+
+/// Puts [`LONG`] jobs on the held queue, asks to cancel them all, and hangs up after 20 ms (a
+/// closed tab, a proxy's timeout): the action has hardly begun.
+async fn cancel_many_and_hang_up(app: &TestApp) {
+    for _ in 0..LONG / 1_000 {
         let batch = (0..1_000)
             .map(|_| nightshift::NewJob::from_value("Work", json!({})).queue(HELD))
             .collect();
         app.worker.insert_many(batch).await.unwrap();
     }
     let filter = json!({"status": "all", "job": "Work", "queue": HELD});
-    // Hung up on after 20 ms: the action has hardly begun.
     let gone = app
         .client
         .post(app.url("/workers/bulk"))
@@ -528,6 +527,25 @@ async fn an_action_whose_request_goes_away_still_ends_and_is_audited() {
         .send()
         .await;
     assert!(gone.is_err(), "the action took less than 20 ms: {gone:?}");
+}
+
+/// Checks that the one `bulk_cancel` entry says all [`LONG`] jobs were cancelled.
+fn says_all_cancelled(entries: &[nightshift::entity::audit::Model]) {
+    assert_eq!(entries.len(), 1, "one entry: {entries:?}");
+    let detail = entries[0].detail.clone().unwrap_or_default();
+    assert!(
+        detail.starts_with(&format!("affected {LONG}, skipped 0; filter ")),
+        "{detail}"
+    );
+    assert_eq!(entries[0].outcome, "ok");
+}
+
+/// A long action whose requester goes away still runs to its end, and its audit entry is
+/// written all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_whose_request_goes_away_still_ends_and_is_audited() {
+    let app = spawn_app().await;
+    cancel_many_and_hang_up(&app).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let entries = loop {
         let entries = audit(&app, "bulk_cancel").await;
@@ -537,12 +555,8 @@ async fn an_action_whose_request_goes_away_still_ends_and_is_audited() {
         assert!(std::time::Instant::now() < deadline, "no audit entry");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
-    let detail = entries[0].detail.clone().unwrap_or_default();
-    assert!(
-        detail.starts_with(&format!("affected {N}, skipped 0; filter ")),
-        "{detail}"
-    );
-    assert_eq!(entries[0].outcome, "ok");
+    says_all_cancelled(&entries);
+    let filter = json!({"status": "all", "job": "Work", "queue": HELD});
     let (_, body) = app
         .post_json(
             "/workers/bulk",
@@ -558,32 +572,7 @@ async fn an_action_whose_request_goes_away_still_ends_and_is_audited() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_waits_for_an_action_in_progress() {
     let app = spawn_app_with_drain(std::time::Duration::from_secs(30)).await;
-    const N: u64 = 20_000;
-    for _ in 0..N / 1_000 {
-        let batch = (0..1_000)
-            .map(|_| nightshift::NewJob::from_value("Work", json!({})).queue(HELD))
-            .collect();
-        app.worker.insert_many(batch).await.unwrap();
-    }
-    let filter = json!({"status": "all", "job": "Work", "queue": HELD});
-    let gone = app
-        .client
-        .post(app.url("/workers/bulk"))
-        .json(&json!({"action": "cancel", "filter": filter}))
-        .timeout(std::time::Duration::from_millis(20))
-        .send()
-        .await;
-    assert!(gone.is_err(), "the action took less than 20 ms: {gone:?}");
+    cancel_many_and_hang_up(&app).await;
     app.worker.shutdown().await;
-    let entries = audit(&app, "bulk_cancel").await;
-    assert_eq!(
-        entries.len(),
-        1,
-        "shutdown returned before the action ended"
-    );
-    let detail = entries[0].detail.clone().unwrap_or_default();
-    assert!(
-        detail.starts_with(&format!("affected {N}, skipped 0; ")),
-        "{detail}"
-    );
+    says_all_cancelled(&audit(&app, "bulk_cancel").await);
 }

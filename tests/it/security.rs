@@ -2,7 +2,7 @@
 use nightshift::{JobStatus, Role};
 use serde_json::json;
 
-use crate::app::{ADMIN_PASSWORD, TestApp, csrf_in, spawn_app, spawn_app_with_sessions};
+use crate::app::{ADMIN_PASSWORD, TestApp, csrf_in, signed_in, spawn_app, spawn_app_with_sessions};
 
 /// A browser-like client with its own cookie jar.
 fn browser_client() -> reqwest::Client {
@@ -161,14 +161,7 @@ async fn a_session_stays_while_its_operator_works_and_ends_once_they_stop() {
         ..Default::default()
     })
     .await;
-    let c = browser_client();
-    assert_eq!(
-        log_in(&app, &c, "admin", ADMIN_PASSWORD)
-            .await
-            .status()
-            .as_u16(),
-        303
-    );
+    let c = signed_in(&app, "admin", ADMIN_PASSWORD, "/workers").await;
     let list = |c: &reqwest::Client| {
         let url = app.url("/workers");
         let c = c.clone();
