@@ -123,27 +123,23 @@ impl Collector for Snapshot {
                 m.encode_family(&labels)?.encode_gauge(&n)?;
             }
         }
-        let mut m = enc.encode_descriptor(
-            "nightshift_queue_paused",
-            "1 while the queue is paused on every node",
-            None,
-            MetricType::Gauge,
-        )?;
-        for q in &self.queues {
-            let labels: Labels = vec![("queue", q.name.clone())];
-            m.encode_family(&labels)?
-                .encode_gauge(&i64::from(q.paused))?;
-        }
-        let mut m = enc.encode_descriptor(
-            "nightshift_queue_oldest_due_seconds",
-            "How long the oldest due job of the queue has waited to start",
-            None,
-            MetricType::Gauge,
-        )?;
-        for q in &self.queues {
-            let labels: Labels = vec![("queue", q.name.clone())];
-            m.encode_family(&labels)?
-                .encode_gauge(&q.oldest_waiting_s.unwrap_or(0))?;
+        for (name, help, value) in [
+            (
+                "nightshift_queue_paused",
+                "1 while the queue is paused on every node",
+                (|q: &QueueInfo| i64::from(q.paused)) as fn(&QueueInfo) -> i64,
+            ),
+            (
+                "nightshift_queue_oldest_due_seconds",
+                "How long the oldest due job of the queue has waited to start",
+                |q: &QueueInfo| q.oldest_waiting_s.unwrap_or(0),
+            ),
+        ] {
+            let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for q in &self.queues {
+                let labels: Labels = vec![("queue", q.name.clone())];
+                m.encode_family(&labels)?.encode_gauge(&value(q))?;
+            }
         }
         let mut m = enc.encode_descriptor(
             "nightshift_attempts",

@@ -224,20 +224,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let changed = retry_busy(|| async {
-            Ok(job::Entity::update_many()
-                .col_expr(
-                    job::Column::Status,
-                    Expr::value(JobStatus::Aborting.as_str()),
-                )
-                .col_expr(job::Column::AbortedBy, Expr::value(by))
-                .col_expr(job::Column::UpdatedAt, Expr::value(now))
-                .filter(job::Column::Id.is_in(ids.iter().copied()))
-                .filter(job::Column::Status.eq(JobStatus::Running.as_str()))
-                .exec_with_returning(&self.db)
-                .await?)
-        })
-        .await?;
+        let changed = self.mark_aborting(ids, by, now).await?;
         if let Some(first) = changed.first() {
             // Any payload makes a node look up every job marked aborting on it.
             self.notify_after(NOTIFY_ABORT, &first.id.to_string()).await;

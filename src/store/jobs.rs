@@ -325,20 +325,7 @@ impl Store {
     pub(crate) async fn request_abort(&self, id: i64, by: &str, now: i64) -> Result<job::Model> {
         // The row as the compare-and-set left it (RETURNING): a read afterwards could already
         // see the job `killed` by the handler it stopped.
-        let changed = retry_busy(|| async {
-            Ok(job::Entity::update_many()
-                .col_expr(
-                    job::Column::Status,
-                    Expr::value(JobStatus::Aborting.as_str()),
-                )
-                .col_expr(job::Column::AbortedBy, Expr::value(by))
-                .col_expr(job::Column::UpdatedAt, Expr::value(now))
-                .filter(job::Column::Id.eq(id))
-                .filter(job::Column::Status.eq(JobStatus::Running.as_str()))
-                .exec_with_returning(&self.db)
-                .await?)
-        })
-        .await?;
+        let changed = self.mark_aborting(&[id], by, now).await?;
         match changed.into_iter().next() {
             Some(job) => {
                 self.notify_after(NOTIFY_ABORT, &id.to_string()).await;
@@ -346,6 +333,30 @@ impl Store {
             }
             None => self.after_cas(id, 0, "abort").await,
         }
+    }
+
+    /// Marks those of `ids` still `running` as `aborting` by `by` (compare-and-set); returns
+    /// the rows as it left them.
+    pub(super) async fn mark_aborting(
+        &self,
+        ids: &[i64],
+        by: &str,
+        now: i64,
+    ) -> Result<Vec<job::Model>> {
+        retry_busy(|| async {
+            Ok(job::Entity::update_many()
+                .col_expr(
+                    job::Column::Status,
+                    Expr::value(JobStatus::Aborting.as_str()),
+                )
+                .col_expr(job::Column::AbortedBy, Expr::value(by))
+                .col_expr(job::Column::UpdatedAt, Expr::value(now))
+                .filter(job::Column::Id.is_in(ids.iter().copied()))
+                .filter(job::Column::Status.eq(JobStatus::Running.as_str()))
+                .exec_with_returning(&self.db)
+                .await?)
+        })
+        .await
     }
 
     /// After a compare-and-set: the new row, or why nothing changed.

@@ -155,18 +155,7 @@ fn from_json(headers: &HeaderMap, body: &[u8]) -> Result<BulkRequest> {
 /// A form: `action`, `ids` (repeated) or `scope=filter` with the list's filter fields, and
 /// `preview=1` for the confirmation page.
 fn from_form(body: &[u8]) -> Result<BulkRequest> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
-        .map_err(|e| WebError::bad_request(format!("the form could not be read: {e}")))?;
-    if let Some((name, _)) = pairs
-        .iter()
-        .find(|(k, v)| k.contains('\0') || v.contains('\0'))
-    {
-        return Err(WebError::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &crate::text::scrub_nul(crate::text::excerpt(name).into_owned()),
-            crate::text::NUL_REFUSED,
-        ));
-    }
+    let pairs = input::form_pairs(body)?;
     let get = |name: &str| {
         pairs
             .iter()

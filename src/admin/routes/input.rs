@@ -114,6 +114,24 @@ pub enum Body {
     Form(BTreeMap<String, String>),
 }
 
+/// A form's fields in order, a repeated name repeated; a NUL in any is refused (422, naming
+/// the field).
+pub fn form_pairs(bytes: &[u8]) -> Result<Vec<(String, String)>, WebError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes)
+        .map_err(|e| WebError::bad_request(format!("the form could not be read: {e}")))?;
+    if let Some((name, _)) = pairs
+        .iter()
+        .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+    {
+        return Err(WebError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &field_name(name),
+            NUL_REFUSED,
+        ));
+    }
+    Ok(pairs)
+}
+
 pub fn body(headers: &HeaderMap, bytes: &[u8]) -> Result<Body, WebError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -133,19 +151,7 @@ pub fn body(headers: &HeaderMap, bytes: &[u8]) -> Result<Body, WebError> {
         }
         Ok(Body::Json(v))
     } else if ct.starts_with("application/x-www-form-urlencoded") || ct.is_empty() {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes)
-            .map_err(|e| WebError::bad_request(format!("the form could not be read: {e}")))?;
-        if let Some((name, _)) = pairs
-            .iter()
-            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
-        {
-            return Err(WebError::field(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &field_name(name),
-                NUL_REFUSED,
-            ));
-        }
-        Ok(Body::Form(pairs.into_iter().collect()))
+        Ok(Body::Form(form_pairs(bytes)?.into_iter().collect()))
     } else {
         Err(WebError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -81,7 +81,7 @@ pub fn jobs(n: u64) -> String {
 pub fn bulk_bar(
     ctx: &PageCtx,
     tab: &str,
-    filter: &[(&str, String)],
+    filter: &[(&str, &str)],
     matching: Option<u64>,
 ) -> Markup {
     let all = match matching {

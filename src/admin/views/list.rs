@@ -116,7 +116,7 @@ pub fn list_page(ctx: &PageCtx, view: &ListView) -> Markup {
                 p class="form-error" role="alert" { "Search: " (msg) }
             }
             @if let Some(matching) = view.bulk {
-                (super::bulk::bulk_bar(ctx, &view.tab, &filter_pairs(view), matching))
+                (super::bulk::bulk_bar(ctx, &view.tab, &filter_pairs(view, None), matching))
             }
             (jobs_table(base, &view.jobs, view.bulk.is_some()))
             (pager(base, view))
@@ -124,9 +124,10 @@ pub fn list_page(ctx: &PageCtx, view: &ListView) -> Markup {
     )
 }
 
-/// The list's filter as form fields (what the bulk bar sends with "all matching").
-fn filter_pairs(view: &ListView) -> Vec<(&'static str, String)> {
-    let mut pairs = vec![("status", view.tab.clone())];
+/// The list's filter as form fields (what the bulk bar sends with "all matching"), without the
+/// field `drop` if named.
+fn filter_pairs<'a>(view: &'a ListView, drop: Option<&str>) -> Vec<(&'static str, &'a str)> {
+    let mut pairs = vec![("status", view.tab.as_str())];
     for (name, value) in [
         ("job", &view.kind),
         ("group", &view.group),
@@ -134,8 +135,8 @@ fn filter_pairs(view: &ListView) -> Vec<(&'static str, String)> {
         ("queue", &view.queue),
         ("tag", &view.tag),
     ] {
-        if let Some(v) = value {
-            pairs.push((name, v.clone()));
+        if let Some(v) = value.as_deref().filter(|_| Some(name) != drop) {
+            pairs.push((name, v));
         }
     }
     pairs
@@ -148,21 +149,9 @@ fn active_filters(base: &str, view: &ListView) -> Markup {
     }
     // The list's query without `drop`.
     let without = |drop: &str| {
-        let mut pairs = vec![("status", view.tab.as_str())];
-        for (name, value) in [
-            ("job", &view.kind),
-            ("group", &view.group),
-            ("q", &view.q),
-            ("queue", &view.queue),
-            ("tag", &view.tag),
-        ] {
-            if let Some(v) = value.as_deref().filter(|_| name != drop) {
-                pairs.push((name, v));
-            }
-        }
         format!(
             "{base}/workers?{}",
-            serde_urlencoded::to_string(pairs).unwrap_or_default()
+            serde_urlencoded::to_string(filter_pairs(view, Some(drop))).unwrap_or_default()
         )
     };
     html! {

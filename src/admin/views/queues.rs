@@ -195,16 +195,10 @@ fn minute_label(minutes_ago: usize, n: i64) -> String {
 
 /// How long a job has waited, as a person says it: `45 s`, `3 min`, `2 h 05 min`, `3 d 4 h`.
 pub fn waited(seconds: i64) -> String {
-    let s = seconds.max(0);
-    if s < 60 {
-        format!("{s} s")
-    } else if s < 3600 {
-        format!("{} min", s / 60)
-    } else if s < 86_400 {
-        format!("{} h {:02} min", s / 3600, (s / 60) % 60)
-    } else {
-        format!("{} d {} h", s / 86_400, (s / 3600) % 24)
+    if seconds <= 0 {
+        return "0 s".to_owned();
     }
+    crate::insight::human_ms(seconds * 1000)
 }
 
 #[cfg(test)]
