@@ -31,6 +31,11 @@ async fn status_of(app: &TestApp, id: i64) -> JobStatus {
     app.worker.job(id).await.unwrap().status
 }
 
+/// `POST /workers/bulk` with `req` as JSON, by the test app's admin token.
+async fn bulk(app: &TestApp, req: &Value) -> (u16, Value) {
+    app.post_json("/workers/bulk", req).await
+}
+
 /// The audit entries of `action`, newest first.
 async fn audit(app: &TestApp, action: &str) -> Vec<nightshift::entity::audit::Model> {
     use nightshift::entity::audit;
@@ -60,10 +65,7 @@ both_databases! {
         finished(&app.worker, done).await;
 
         let filter = json!({"status": "all", "job": "Work", "queue": HELD});
-        let (status, body) = app
-            .post_json(
-                "/workers/bulk",
-                &json!({"action": "cancel", "filter": filter, "preview": true}),
+        let (status, body) = bulk(&app, &json!({"action": "cancel", "filter": filter, "preview": true}),
             )
             .await;
         assert_eq!(status, 200, "{body}");
@@ -73,8 +75,7 @@ both_databases! {
         }
         assert!(audit(&app, "bulk_cancel").await.is_empty(), "a preview is not audited");
 
-        let (status, body) = app
-            .post_json("/workers/bulk", &json!({"action": "cancel", "filter": filter}))
+        let (status, body) = bulk(&app, &json!({"action": "cancel", "filter": filter}))
             .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["affected"], 3, "{body}");
@@ -95,8 +96,7 @@ both_databases! {
         assert_eq!(entries[0].outcome, "ok");
 
         // Again: nothing left to cancel.
-        let (_, body) = app
-            .post_json("/workers/bulk", &json!({"action": "cancel", "filter": filter}))
+        let (_, body) = bulk(&app, &json!({"action": "cancel", "filter": filter}))
             .await;
         assert_eq!(body["affected"], 0, "{body}");
         app.worker.shutdown().await;
@@ -115,16 +115,12 @@ both_databases! {
         wait_for(&app.worker, running, "running", |j| j.status == JobStatus::Running).await;
 
         let ids = json!([done, waiting, running]);
-        let (status, body) = app
-            .post_json(
-                "/workers/bulk",
-                &json!({"action": "cancel", "ids": ids, "preview": true}),
+        let (status, body) = bulk(&app, &json!({"action": "cancel", "ids": ids, "preview": true}),
             )
             .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["count"], 2, "the waiting and the running job: {body}");
-        let (status, body) = app
-            .post_json("/workers/bulk", &json!({"action": "cancel", "ids": ids}))
+        let (status, body) = bulk(&app, &json!({"action": "cancel", "ids": ids}))
             .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["affected"], 2, "{body}");
@@ -136,10 +132,7 @@ both_databases! {
         // Delete: the finished ones go, with their logs; one still running stays.
         let busy = app.create("Work", json!({"ms": 60_000})).await;
         wait_for(&app.worker, busy, "running", |j| j.status == JobStatus::Running).await;
-        let (status, body) = app
-            .post_json(
-                "/workers/bulk",
-                &json!({"action": "delete", "ids": [done, waiting, running, busy]}),
+        let (status, body) = bulk(&app, &json!({"action": "delete", "ids": [done, waiting, running, busy]}),
             )
             .await;
         assert_eq!(status, 200, "{body}");
@@ -164,16 +157,12 @@ both_databases! {
         assert_eq!(finished(&app.worker, failed).await.status, JobStatus::Exception);
         finished(&app.worker, ok).await;
 
-        let (status, body) = app
-            .post_json(
-                "/workers/bulk",
-                &json!({"action": "retry", "filter": {"status": "all"}, "preview": true}),
+        let (status, body) = bulk(&app, &json!({"action": "retry", "filter": {"status": "all"}, "preview": true}),
             )
             .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["count"], 1, "only the failed job: {body}");
-        let (_, body) = app
-            .post_json("/workers/bulk", &json!({"action": "retry", "filter": {"status": "errors"}}))
+        let (_, body) = bulk(&app, &json!({"action": "retry", "filter": {"status": "errors"}}))
             .await;
         assert_eq!(body["affected"], 1, "{body}");
         let (_, list) = app.get_json("/workers?status=all&job=Fail").await;
@@ -182,8 +171,7 @@ both_databases! {
         assert_eq!(fails[0]["created_by"], "admin", "{list}");
         assert_eq!(status_of(&app, failed).await, JobStatus::Exception, "kept as it was");
 
-        let (_, body) = app
-            .post_json("/workers/bulk", &json!({"action": "rerun", "ids": [ok]}))
+        let (_, body) = bulk(&app, &json!({"action": "rerun", "ids": [ok]}))
             .await;
         assert_eq!(body["affected"], 1, "{body}");
         let (_, list) = app.get_json("/workers?status=all&job=Work").await;
@@ -215,9 +203,7 @@ async fn retry_makes_a_waiting_retry_due_now() {
         .exec(app.worker.store().connection())
         .await
         .unwrap();
-    let (_, body) = app
-        .post_json("/workers/bulk", &json!({"action": "retry", "ids": [id]}))
-        .await;
+    let (_, body) = bulk(&app, &json!({"action": "retry", "ids": [id]})).await;
     assert_eq!(body["affected"], 1, "{body}");
     let job = app.worker.job(id).await.unwrap();
     assert_eq!(job.status, JobStatus::New, "{job:?}");
@@ -246,7 +232,7 @@ async fn bad_input_is_named_and_viewers_and_forms_without_csrf_are_refused() {
             "filter.colour",
         ),
     ] {
-        let (status, res) = app.post_json("/workers/bulk", &body).await;
+        let (status, res) = bulk(&app, &body).await;
         assert_eq!(status, 422, "{body} -> {res}");
         assert!(
             res["fields"][field].is_string(),
@@ -557,12 +543,11 @@ async fn an_action_whose_request_goes_away_still_ends_and_is_audited() {
     };
     says_all_cancelled(&entries);
     let filter = json!({"status": "all", "job": "Work", "queue": HELD});
-    let (_, body) = app
-        .post_json(
-            "/workers/bulk",
-            &json!({"action": "cancel", "filter": filter, "preview": true}),
-        )
-        .await;
+    let (_, body) = bulk(
+        &app,
+        &json!({"action": "cancel", "filter": filter, "preview": true}),
+    )
+    .await;
     assert_eq!(body["count"], 0, "every job was cancelled: {body}");
     app.worker.shutdown().await;
 }
