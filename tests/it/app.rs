@@ -230,14 +230,7 @@ pub async fn signed_in(app: &TestApp, name: &str, password: &str, next: &str) ->
         .cookie_store(true)
         .build()
         .unwrap();
-    let page = c
-        .get(app.url("/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = text_of(&c, app.url("/login")).await;
     let token = csrf_in(&page);
     let res = c
         .post(app.url("/login"))
@@ -252,4 +245,9 @@ pub async fn signed_in(app: &TestApp, name: &str, password: &str, next: &str) ->
         .unwrap();
     assert_eq!(res.status().as_u16(), 303, "{name} signed in");
     c
+}
+
+/// The body of `GET url` by `c`, as text.
+pub async fn text_of(c: &reqwest::Client, url: String) -> String {
+    c.get(url).send().await.unwrap().text().await.unwrap()
 }

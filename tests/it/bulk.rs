@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::app::{
     ADMIN_PASSWORD, TestApp, csrf_in, signed_in, spawn_app, spawn_app_on, spawn_app_with_drain,
+    text_of,
 };
 use crate::chromium::{self, ONE_AT_A_TIME, click, until};
 use crate::helpers::{both_databases, finished, wait_for};
@@ -246,14 +247,7 @@ async fn bad_input_is_named_and_viewers_and_forms_without_csrf_are_refused() {
         .await
         .unwrap();
     let viewer = signed_in(&app, "vera", "viewer-password", "/workers").await;
-    let page = viewer
-        .get(app.url("/workers?status=all"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = text_of(&viewer, app.url("/workers?status=all")).await;
     assert!(
         !page.contains(r#"id="bulk""#),
         "no bar for a viewer: {page}"
@@ -291,14 +285,7 @@ async fn the_list_bar_previews_confirms_and_flashes() {
     let b = create_on(&app, "Work", json!({}), HELD).await;
     let c = create_on(&app, "Work", json!({}), HELD).await;
     let browser = signed_in(&app, "admin", ADMIN_PASSWORD, "/workers").await;
-    let page = browser
-        .get(app.url("/workers?status=new"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = text_of(&browser, app.url("/workers?status=new")).await;
     assert!(page.contains(r#"<form id="bulk""#), "{page}");
     assert!(page.contains("All 3 jobs matching this filter"), "{page}");
     assert!(page.contains(r#"value="cancel""#), "{page}");
@@ -342,14 +329,7 @@ async fn the_list_bar_previews_confirms_and_flashes() {
         .unwrap();
     assert_eq!(res.status().as_u16(), 303);
     let to = res.headers()["location"].to_str().unwrap().to_owned();
-    let page = browser
-        .get(app.url(&to))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = text_of(&browser, app.url(&to)).await;
     assert!(page.contains("Cancelled 2 jobs."), "{page}");
     assert_eq!(status_of(&app, a).await, JobStatus::Cancelled);
     assert_eq!(status_of(&app, b).await, JobStatus::Cancelled);

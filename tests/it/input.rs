@@ -3,7 +3,7 @@
 use nightshift::{Error, JobContext, JobKind, JobStatus, NewJob, ResultCell};
 use serde_json::{Value, json};
 
-use crate::app::{TestApp, spawn_app, spawn_app_on};
+use crate::app::{TestApp, spawn_app, spawn_app_on, text_of};
 use crate::helpers::{Args, finished};
 use crate::postgres::PgDb;
 
@@ -40,14 +40,7 @@ async fn login_page(app: &TestApp) -> (reqwest::Client, String) {
         .cookie_store(true)
         .build()
         .unwrap();
-    let page = browser
-        .get(app.url("/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = text_of(&browser, app.url("/login")).await;
     let needle = "name=\"_csrf\" value=\"";
     let at = page.find(needle).expect("a CSRF token on the login page") + needle.len();
     let token = page[at..at + page[at..].find('"').unwrap()].to_owned();

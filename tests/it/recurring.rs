@@ -10,7 +10,7 @@ use nightshift::{Error, JobStatus, Worker};
 use sea_orm::ConnectionTrait;
 use serde_json::json;
 
-use crate::app::{ADMIN_PASSWORD, TestApp, csrf_in, signed_in, spawn_app, spawn_app_on};
+use crate::app::{ADMIN_PASSWORD, TestApp, csrf_in, signed_in, spawn_app, spawn_app_on, text_of};
 use crate::helpers::{TestDb, both_databases, builder, finished, register};
 
 fn at(s: &str) -> DateTime<Utc> {
@@ -738,14 +738,7 @@ async fn state_changes_need_csrf_and_the_operator_role() {
 
     // A browser session: without the page's token a form is refused, with it accepted.
     let browser = log_in(&app).await;
-    let page = browser
-        .get(app.url("/recurring"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = text_of(&browser, app.url("/recurring")).await;
     let token = csrf_in(&page);
     let res = browser
         .post(app.url(&format!("/recurring/{id}/pause")))

@@ -2,7 +2,9 @@
 use nightshift::{JobStatus, Role};
 use serde_json::json;
 
-use crate::app::{ADMIN_PASSWORD, TestApp, csrf_in, signed_in, spawn_app, spawn_app_with_sessions};
+use crate::app::{
+    ADMIN_PASSWORD, TestApp, csrf_in, signed_in, spawn_app, spawn_app_with_sessions, text_of,
+};
 
 /// A browser-like client with its own cookie jar.
 fn browser_client() -> reqwest::Client {
@@ -29,14 +31,7 @@ async fn log_in(
     name: &str,
     password: &str,
 ) -> reqwest::Response {
-    let page = c
-        .get(app.url("/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = text_of(c, app.url("/login")).await;
     let token = csrf_in(&page);
     c.post(app.url("/login"))
         .form(&[
@@ -246,14 +241,7 @@ async fn login_renews_the_session_and_logout_kills_it() {
     assert_eq!(res.status().as_u16(), 200);
 
     // Log out; the old cookie, replayed, opens nothing.
-    let page = c
-        .get(app.url("/workers"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = text_of(&c, app.url("/workers")).await;
     let token = csrf_in(&page);
     let res = c
         .post(app.url("/logout"))
@@ -284,14 +272,7 @@ async fn state_changes_need_the_csrf_token_and_same_origin() {
             .as_u16(),
         303
     );
-    let page = c
-        .get(app.url("/workers"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = text_of(&c, app.url("/workers")).await;
     let token = csrf_in(&page);
     assert!(page.contains(&format!("<meta name=\"csrf-token\" content=\"{token}\">")));
     let later = chrono::Utc::now() + chrono::Duration::hours(1);
